@@ -1,0 +1,1 @@
+"""Animation engines behind one protocol (see ``base.py``)."""
