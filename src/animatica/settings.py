@@ -5,11 +5,13 @@ Every field can be overridden by an environment variable named ``ANIMATICA_<FIEL
 ``get_settings()`` so that tests can point ``ANIMATICA_HOME`` at a temporary folder.
 """
 
+import os
+import secrets
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -29,6 +31,87 @@ class Settings(BaseSettings):
         default=64_000_000, description="Larger images are refused (decompression-bomb guard)."
     )
     max_video_frames: int = Field(default=100_000, description="Longer driving videos are refused.")
+
+    # --- service: state locations (filled from `home` when unset) ---
+    database_url: str = Field(default="", description="SQLAlchemy URL; default SQLite under home.")
+    storage_url: str = Field(default="", description="file:///folder or s3://bucket/prefix.")
+    secret_key: str = Field(
+        default="", description="Signs tokens; generated and kept in <home>/secret_key when unset."
+    )
+    # --- service: accounts and credits ---
+    free_credits: int = Field(default=3, ge=0, description="Credits granted to every new account.")
+    access_token_seconds: int = Field(default=900, ge=30, description="Lifetime of an access token.")
+    refresh_token_seconds: int = Field(default=30 * 24 * 3600, ge=60, description="Refresh lifetime.")
+    token_issuer: str = "Animatica"
+    # --- service: payments ---
+    payment_provider: Literal["auto", "local", "stripe", "none"] = Field(
+        default="auto", description="'auto' uses Stripe when its secret key is set, else 'local'."
+    )
+    stripe_secret_key: str = ""
+    stripe_publishable_key: str = ""
+    stripe_webhook_secret: str = ""
+    stripe_prices: dict[str, str] = Field(
+        default_factory=dict, description="Plan id -> Stripe price id, as JSON."
+    )
+    public_base_url: str = Field(
+        default="http://localhost:8000", description="Where browsers reach the service."
+    )
+    # --- service: uploads and limits ---
+    max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1024, description="Per uploaded file.")
+    max_json_bytes: int = Field(default=1024 * 1024, ge=1024, description="Per non-upload body.")
+    sync_max_seconds: float = Field(
+        default=10.0, gt=0, description="Longest driving clip the synchronous endpoint accepts."
+    )
+    sync_timeout_seconds: float = Field(default=600.0, gt=0)
+    engine: str = Field(default="landmarks", description="Engine used when a job does not name one.")
+    ml_engine_key: str = Field(default="", description="Enables POST /api/fomm/video when set.")
+    # --- service: worker and retention ---
+    worker_enabled: bool = True
+    worker_concurrency: int = Field(default=1, ge=1, description="Jobs animated at the same time.")
+    job_poll_seconds: float = Field(default=1.0, gt=0)
+    job_heartbeat_seconds: float = Field(default=5.0, gt=0)
+    job_stale_seconds: float = Field(
+        default=60.0, gt=0, description="A running job silent this long is taken as abandoned."
+    )
+    job_max_attempts: int = Field(default=2, ge=1)
+    input_retention_hours: float = Field(default=24.0, gt=0)
+    result_retention_days: float = Field(default=7.0, gt=0)
+    # --- service: operations ---
+    log_format: Literal["json", "text"] = "json"
+    log_level: str = "INFO"
+    cors_origins: list[str] = Field(default_factory=list)
+    debug: bool = False
+
+    @model_validator(mode="after")
+    def _fill_locations(self) -> "Settings":
+        """Derive state locations from `home` so one variable moves all local state."""
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.home / 'animatica.db'}"
+        if not self.storage_url:
+            self.storage_url = (self.home / "files").as_uri()
+        return self
+
+    def resolved_secret_key(self) -> str:
+        """The signing key; generated once and kept under home so tokens survive restarts."""
+        if self.secret_key:
+            return self.secret_key
+        path = self.home / "secret_key"
+        if path.exists():
+            return path.read_text().strip()
+        self.home.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        tmp = path.with_name(f".secret_key.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(key)
+        try:
+            # link() fails if another process won the race; then its key is the one to use.
+            os.link(tmp, path)
+        except FileExistsError:
+            key = path.read_text().strip()
+        finally:
+            tmp.unlink()
+        return key
 
     @property
     def checkpoints_dir(self) -> Path:

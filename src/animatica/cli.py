@@ -1,0 +1,213 @@
+"""The ``animatica`` command. Thin: every command calls a plain function and formats its result.
+
+A user-caused problem (``AnimaticaError``) is printed as one line on stderr with exit code 2 and
+no traceback; anything else is a bug and keeps its traceback.
+"""
+
+import json
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from animatica.errors import AnimaticaError
+
+app = typer.Typer(
+    help="Animatica: bring a still picture to life with the motion of a driving video.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+checkpoint_app = typer.Typer(help="Inspect FOMM checkpoints.", no_args_is_help=True)
+app.add_typer(checkpoint_app, name="checkpoint")
+
+
+def fail(message: str, code: int = 2) -> None:
+    typer.echo(f"animatica: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn an ``AnimaticaError`` into one line on stderr and exit code 2."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except AnimaticaError as exc:
+            fail(str(exc))
+        except KeyboardInterrupt:
+            fail("interrupted; nothing was written", code=130)
+
+    return wrapper
+
+
+class _ProgressBar:
+    """A tqdm bar on stderr fed by the pipeline's progress events (frames, fps, ETA)."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.bar: Any = None
+
+    def __call__(self, progress: Any) -> None:
+        if not self.enabled:
+            return
+        if progress.stage == "animate":
+            if self.bar is None:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=progress.total, unit="frame", dynamic_ncols=True, file=sys.stderr)
+            self.bar.update(progress.done - self.bar.n)
+        elif progress.stage in ("load", "prepare"):
+            typer.echo(f"{progress.stage}…", err=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+@app.command()
+@user_errors
+def animate(
+    source: Annotated[Path, typer.Option("--source", "-s", help="Source image (jpg, png, webp).")],
+    driving: Annotated[Path, typer.Option("--driving", "-d", help="Driving video or folder of PNG frames.")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Output .mp4, or a folder (ending in /) for PNG frames.")
+    ],
+    engine: Annotated[
+        str, typer.Option(help="auto (fomm with a checkpoint, else landmarks), fomm or landmarks.")
+    ] = "auto",
+    checkpoint: Annotated[str | None, typer.Option(help="FOMM checkpoint: a path or a shipped name.")] = None,
+    config: Annotated[
+        str | None, typer.Option(help="FOMM config: a YAML path or a built-in name (e.g. vox-256).")
+    ] = None,
+    relative: Annotated[
+        bool, typer.Option("--relative/--absolute", help="Relative (default) or absolute motion.")
+    ] = True,
+    adapt_scale: Annotated[
+        bool, typer.Option("--adapt-scale", help="Scale the motion by the faces' size ratio.")
+    ] = False,
+    best_frame: Annotated[int | None, typer.Option(help="Measure motion from driving frame N.")] = None,
+    find_best_frame: Annotated[
+        bool,
+        typer.Option(
+            "--find-best-frame",
+            help="Start from the driving frame whose face pose is closest to the source's.",
+        ),
+    ] = False,
+    crop_face: Annotated[
+        bool, typer.Option("--crop-face", help="Crop both inputs around the face first.")
+    ] = False,
+    fit: Annotated[
+        str, typer.Option(help="Fitting inputs to the model size: crop, pad or stretch.")
+    ] = "crop",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    batch_size: Annotated[int, typer.Option(help="Driving frames per forward pass.")] = 4,
+    precision: Annotated[str, typer.Option(help="auto, fp32 or bf16.")] = "auto",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Animate SOURCE with the motion of DRIVING and write OUTPUT."""
+    from animatica.pipeline import AnimationRequest
+    from animatica.pipeline import animate as run
+
+    if fit not in ("crop", "pad", "stretch"):
+        raise AnimaticaError(f"--fit must be crop, pad or stretch, not '{fit}'")
+    request = AnimationRequest(
+        source=source, driving=driving, output=output, engine=engine, checkpoint=checkpoint, config=config,
+        relative=relative, adapt_scale=adapt_scale, best_frame=best_frame, find_best_frame=find_best_frame,
+        crop_face=crop_face, fit=fit, device=device, precision=precision, batch_size=batch_size,
+    )  # fmt: skip
+    bar = _ProgressBar(enabled=not quiet and sys.stderr.isatty())
+    try:
+        result = run(request, on_progress=bar)
+    finally:
+        bar.close()
+    for note in result.notes:
+        typer.echo(f"note: {note}", err=True)
+    typer.echo(
+        f"wrote {result.output} ({result.frames} frames at {result.fps:g} fps"
+        f"{', with audio' if result.has_audio else ''}) in {result.seconds:.1f} s"
+    )
+
+
+@app.command()
+@user_errors
+def bench(
+    engine: Annotated[str, typer.Option(help="fomm or landmarks.")] = "fomm",
+    size: Annotated[int, typer.Option(help="Frame size (square).")] = 256,
+    frames: Annotated[int, typer.Option(help="Driving frames to time.")] = 16,
+    batch_size: Annotated[int, typer.Option(help="Driving frames per forward pass.")] = 4,
+    checkpoint: Annotated[
+        str | None, typer.Option(help="FOMM checkpoint; random vox-256 weights when absent.")
+    ] = None,
+    config: Annotated[str, typer.Option(help="FOMM config for random weights.")] = "vox-256",
+    device: Annotated[str, typer.Option()] = "auto",
+    precision: Annotated[str, typer.Option()] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON line.")] = False,
+) -> None:
+    """Time an engine on synthetic frames (JSON: ms_per_frame, engine, size, precision, device)."""
+    from animatica.bench import run_bench
+
+    result = run_bench(engine, size, frames, batch_size, checkpoint, config, device, precision)
+    if as_json:
+        typer.echo(json.dumps(result))
+    else:
+        for key, value in result.items():
+            typer.echo(f"{key}: {value}")
+
+
+@checkpoint_app.command("inspect")
+@user_errors
+def checkpoint_inspect(
+    checkpoint: Annotated[str, typer.Argument(help="Checkpoint path or shipped name.")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """What a checkpoint holds and which built-in configs fit it."""
+    from animatica.fomm.inspect import inspect_checkpoint
+
+    report = inspect_checkpoint(checkpoint)
+    if as_json:
+        typer.echo(json.dumps(report))
+        return
+    for key, value in report.items():
+        typer.echo(f"{key}: {value}")
+
+
+@app.command()
+@user_errors
+def demo(
+    output: Annotated[Path | None, typer.Option(help="Where to write the demo animation.")] = None,
+    engine: Annotated[str, typer.Option(help="Engine for the demo.")] = "auto",
+    checkpoint: Annotated[str | None, typer.Option(help="FOMM checkpoint for the demo.")] = None,
+) -> None:
+    """Animate the demo photo with a generated driving video (no downloads) and say where the result is."""
+    from animatica.demo import write_demo_inputs
+    from animatica.pipeline import AnimationRequest
+    from animatica.pipeline import animate as run
+    from animatica.settings import get_settings
+
+    folder = get_settings().home / "demo"
+    source, driving = write_demo_inputs(folder)
+    target = output or folder / "animation.mp4"
+    bar = _ProgressBar(enabled=sys.stderr.isatty())
+    try:
+        result = run(
+            AnimationRequest(
+                source=source, driving=driving, output=target, engine=engine, checkpoint=checkpoint
+            ),
+            on_progress=bar,
+        )
+    finally:
+        bar.close()
+    typer.echo(f"demo source:  {source}\ndemo driving: {driving}\nanimation:    {result.output}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

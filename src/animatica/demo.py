@@ -1,0 +1,169 @@
+"""Demo inputs made on the spot, so that the demo needs no download and ships no third-party media.
+
+The source is the astronaut portrait that scikit-image ships inside its wheel (Eileen Collins,
+a NASA photo in the public domain). The driving video is that same photo with its head region
+gently nodding, turning and tilting, plus a generated voice-like hum, so that every stage of
+the pipeline — motion transfer, frame rate, sound — is exercised by ``make run``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import secrets
+import tempfile
+import wave
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+from skimage import data
+
+from animatica.media.writer import VideoWriter
+
+# The face in the 512x512 astronaut photo, as a square (left, top, right, bottom) with the
+# hair, chin and a little collar inside, framed like a VoxCeleb crop.
+FACE_BOX = (105, 0, 345, 240)
+# Rotation pivot for the head motion: the base of the neck, so the chin swings more than the
+# collar, as in a real nod.
+_PIVOT = (225.0, 200.0)
+# Where the head moves fully (ellipse centre and radii in photo pixels). Outside it the motion
+# fades out smoothly, so the wall and suit bend slightly instead of showing a seam.
+_HEAD_CENTRE = (225.0, 95.0)
+_HEAD_RADII = (80.0, 95.0)
+_FALLOFF = 22.0  # Gaussian blur of the motion weight, in photo pixels
+_BORDER = 48  # edge padding around the photo so the warp never samples outside it
+
+_AUDIO_RATE = 44_100
+
+
+def demo_source() -> np.ndarray:
+    """The astronaut's face, a 240x240 uint8 RGB crop of scikit-image's ``astronaut`` photo."""
+    left, top, right, bottom = FACE_BOX
+    return np.ascontiguousarray(data.astronaut()[top:bottom, left:right])
+
+
+def _head_pose(t: float, seconds: float) -> tuple[float, float, float, float]:
+    """(roll degrees, dx, dy, scale) at time ``t``: smooth, zero at the start, looping at ``seconds``.
+
+    Whole numbers of cycles per clip keep the motion periodic; sines make the first frame the
+    untouched photo, which is the neutral pose relative-motion animation measures from.
+    """
+    phase = 2.0 * math.pi * t / seconds
+    roll = 6.0 * math.sin(phase)  # tilt side to side once
+    turn = 7.0 * math.sin(2.0 * phase)  # look left and right twice
+    nod = 5.0 * math.sin(3.0 * phase) * math.sin(phase / 2.0) ** 2  # nods that grow and settle
+    scale = 1.0 + 0.03 * math.sin(phase) ** 2  # lean in a little
+    return roll, turn, nod, scale
+
+
+def _output_grid(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Photo coordinates (x, y) of the output pixels' centres."""
+    left, top, right, _ = FACE_BOX
+    step = (right - left) / size
+    centres = (np.arange(size) + 0.5) * step - 0.5
+    return np.meshgrid(left + centres, top + centres)
+
+
+def _motion_weight(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """1 on the head, falling smoothly to 0 away from it (a blurred ellipse)."""
+    inside = ((x - _HEAD_CENTRE[0]) / _HEAD_RADII[0]) ** 2 + (
+        (y - _HEAD_CENTRE[1]) / _HEAD_RADII[1]
+    ) ** 2 <= 1
+    step = float(x[0, 1] - x[0, 0])
+    return ndimage.gaussian_filter(inside.astype(np.float64), _FALLOFF / step, mode="nearest")
+
+
+def _sample_points(
+    t: float, seconds: float, x: np.ndarray, y: np.ndarray, weight: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Where in the photo each output pixel looks at time ``t``.
+
+    The head moves by a similarity transform about the neck pivot; each output point looks
+    back through its inverse, blended with "no motion" by the weight, which for motions of a
+    few pixels is a smooth, fold-free warp.
+    """
+    roll, dx, dy, scale = _head_pose(t, seconds)
+    angle = math.radians(roll)
+    cos_a, sin_a = math.cos(angle) / scale, math.sin(angle) / scale
+    rel_x = x - _PIVOT[0] - dx
+    rel_y = y - _PIVOT[1] - dy
+    back_x = _PIVOT[0] + cos_a * rel_x + sin_a * rel_y
+    back_y = _PIVOT[1] - sin_a * rel_x + cos_a * rel_y
+    return x + weight * (back_x - x), y + weight * (back_y - y)
+
+
+def _frame_times(seconds: float, fps: int) -> list[float]:
+    return [index / fps for index in range(max(1, round(seconds * fps)))]
+
+
+def _voice_like_audio(seconds: float) -> np.ndarray:
+    """A soft hummed "speech" track: a gliding 170 Hz voice with harmonics in syllable bursts.
+
+    Syllables come about four times a second with a rest every second beat, so the sound has
+    the rhythm of talking without being anyone's voice. Mono float in [-1, 1].
+    """
+    t = np.arange(round(seconds * _AUDIO_RATE)) / _AUDIO_RATE
+    pitch = 170.0 + 20.0 * np.sin(2 * np.pi * 0.5 * t) + 4.0 * np.sin(2 * np.pi * 5.5 * t)
+    phase = 2 * np.pi * np.cumsum(pitch) / _AUDIO_RATE
+    voice = sum(np.sin(k * phase) / k**1.5 for k in range(1, 7))
+    syllable = np.clip(np.sin(2 * np.pi * 4.0 * t), 0.0, None) ** 2
+    rests = 0.5 + 0.5 * np.cos(2 * np.pi * 0.5 * t)  # talk, pause, talk…
+    fade = np.clip(np.minimum(t, t[-1] - t) / 0.05, 0.0, 1.0)
+    signal = voice * syllable * rests * fade
+    return 0.3 * signal / max(1e-9, float(np.abs(signal).max()))
+
+
+def _write_wav(path: Path, samples: np.ndarray) -> None:
+    pcm = np.round(np.clip(samples, -1.0, 1.0) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(_AUDIO_RATE)
+        handle.writeframes(pcm.tobytes())
+
+
+def write_demo_driving(path: Path, seconds: float = 4.0, fps: int = 25, size: int = 256) -> Path:
+    """Write the demo driving video (H.264 MP4 with AAC sound) to ``path`` and return it.
+
+    The same arguments always give the same frames and sound. The file appears atomically.
+    """
+    if seconds <= 0 or fps <= 0 or size < 16:
+        raise ValueError(f"need seconds > 0, fps > 0 and size >= 16, got {seconds}, {fps}, {size}")
+    path = Path(path)
+    photo = np.pad(data.astronaut(), ((_BORDER, _BORDER), (_BORDER, _BORDER), (0, 0)), mode="edge")
+    planes = [np.ascontiguousarray(photo[:, :, c], dtype=np.float32) for c in range(3)]
+    x, y = _output_grid(size)
+    weight = _motion_weight(x, y)
+    with tempfile.TemporaryDirectory(prefix="animatica-demo-") as scratch:
+        sound = Path(scratch) / "voice.wav"
+        _write_wav(sound, _voice_like_audio(seconds))
+        with VideoWriter(path, fps, audio_from=sound) as writer:
+            for t in _frame_times(seconds, fps):
+                src_x, src_y = _sample_points(t, seconds, x, y, weight)
+                where = [src_y + _BORDER, src_x + _BORDER]
+                channels = [
+                    ndimage.map_coordinates(plane, where, order=1, mode="nearest")  # bilinear
+                    for plane in planes
+                ]
+                writer.write(np.clip(np.rint(np.stack(channels, axis=-1)), 0, 255).astype(np.uint8))
+    return path
+
+
+def write_demo_inputs(folder: Path) -> tuple[Path, Path]:
+    """Make sure ``folder`` holds ``source.png`` and ``driving.mp4``; existing files are reused."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    source = folder / "source.png"
+    if not source.is_file():
+        partial = folder / f".source.png.part-{secrets.token_hex(4)}"
+        try:
+            Image.fromarray(demo_source()).save(partial, format="PNG")
+            os.replace(partial, source)
+        finally:
+            partial.unlink(missing_ok=True)
+    driving = folder / "driving.mp4"
+    if not driving.is_file():
+        write_demo_driving(driving)
+    return source, driving

@@ -1,0 +1,138 @@
+"""Reading and writing checkpoints in the public first-order-model format.
+
+A checkpoint is a ``torch.save`` dict with state dicts under ``generator`` and ``kp_detector``
+(training checkpoints add ``discriminator``, the three optimizer states and ``epoch``; Animatica's
+trainer also stores its ``config``). Files are read with ``weights_only=True``: a checkpoint from
+the internet is data, and must not be able to run code when loaded.
+"""
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from animatica.errors import CheckpointError
+from animatica.settings import get_settings
+
+SHIPPED_DIR = Path(__file__).resolve().parent / "weights"
+SUFFIXES = (".pth.tar", ".pth", ".pt", ".ckpt")
+PUBLIC_HINT = (
+    "FOMM checkpoints (vox-cpk.pth.tar, vox-adv-cpk.pth.tar, taichi-cpk.pth.tar, …) are published by the "
+    "first-order-model authors; download one yourself and pass its path, or copy it into {dir}"
+)
+
+
+def _named_candidates(name: str) -> list[Path]:
+    folders = [SHIPPED_DIR, get_settings().checkpoints_dir]
+    return [folder / f"{name}{suffix}" for folder in folders for suffix in SUFFIXES]
+
+
+def shipped_names() -> list[str]:
+    """Names usable as ``--checkpoint NAME``: shipped with Animatica or kept in the home folder."""
+    names = set()
+    for folder in (SHIPPED_DIR, get_settings().checkpoints_dir):
+        if folder.is_dir():
+            for path in folder.iterdir():
+                for suffix in SUFFIXES:
+                    if path.name.endswith(suffix):
+                        names.add(path.name[: -len(suffix)])
+    return sorted(names)
+
+
+def resolve_checkpoint(name_or_path: str | Path) -> Path:
+    """A path that exists, or a checkpoint name looked up in the shipped and home folders."""
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        return path
+    if path.exists():
+        raise CheckpointError(f"checkpoint {path} is not a file")
+    if len(path.parts) == 1:
+        for candidate in _named_candidates(str(name_or_path)):
+            if candidate.is_file():
+                return candidate
+    known = ", ".join(shipped_names()) or "none"
+    hint = PUBLIC_HINT.format(dir=get_settings().checkpoints_dir)
+    raise CheckpointError(f"checkpoint {name_or_path} not found (known names: {known}). {hint}")
+
+
+def read_checkpoint(path: Path) -> dict:
+    """The checkpoint's top-level dict, loaded on the CPU without executing any pickled code."""
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for truncated or foreign files
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"checkpoint {path} cannot be read (corrupt, truncated or not a PyTorch file): {reason}"
+        ) from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"checkpoint {path} holds a {type(data).__name__}, not a dict of state dicts")
+    missing = [key for key in ("generator", "kp_detector") if key not in data]
+    if missing:
+        found = ", ".join(map(str, data)) or "nothing"
+        raise CheckpointError(f"checkpoint {path} has no {' or '.join(missing)} entry (it holds: {found})")
+    return data
+
+
+def _strip_data_parallel(state: dict) -> dict:
+    """Checkpoints saved from ``DataParallel`` prefix every key with ``module.``."""
+    if state and all(key.startswith("module.") for key in state):
+        return {key[len("module.") :]: value for key, value in state.items()}
+    return state
+
+
+def _listing(keys: list[str], limit: int = 5) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+def load_state_strict(module: nn.Module, state: dict, what: str, source: Path | str) -> None:
+    """Load ``state`` into ``module``; any missing, unexpected or mis-shaped key is an error naming them."""
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {source}: '{what}' is not a state dict")
+    state = _strip_data_parallel(state)
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and isinstance(state[k], torch.Tensor) and tuple(state[k].shape) != tuple(v.shape)
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing keys: {_listing(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys: {_listing(unexpected)}")
+    if mismatched:
+        problems.append(f"shape mismatches (checkpoint vs config): {_listing(mismatched)}")
+    if problems:
+        raise CheckpointError(
+            f"checkpoint {source}: the {what} does not fit the configuration ({'; '.join(problems)}); "
+            "pass the --config the checkpoint was trained with"
+        )
+    module.load_state_dict(state, strict=True)
+
+
+def state_shapes(checkpoint: dict) -> dict[str, tuple[int, ...]]:
+    """Shapes of the generator and keypoint-detector tensors, keys prefixed as in the reference json."""
+    shapes = {}
+    for part in ("generator", "kp_detector", "discriminator"):
+        state = checkpoint.get(part)
+        if isinstance(state, dict):
+            for key, value in _strip_data_parallel(state).items():
+                if isinstance(value, torch.Tensor):
+                    shapes[f"{part}.{key}"] = tuple(value.shape)
+    return shapes
+
+
+def save_checkpoint(path: Path, entries: dict) -> None:
+    """Write atomically: a crash while saving never leaves a truncated checkpoint behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        torch.save(entries, tmp)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,1 @@
+"""Animation jobs: the state machine in the database and the in-process runner."""

@@ -1,0 +1,81 @@
+"""How a claimed job becomes a video: the bridge from the runner to ``animatica.pipeline``.
+
+The runner depends only on the `Executor` call shape, so the job machinery can be exercised
+without animating anything; the real executor imports the pipeline (and torch) lazily, on
+the first job, not when the web app starts.
+"""
+
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from animatica.settings import Settings
+
+# Job options the API accepts and passes to the pipeline unchanged.
+PIPELINE_OPTIONS = ("relative", "adapt_scale", "crop_face", "find_best_frame", "best_frame", "fit")
+
+
+class ProgressLike(Protocol):
+    stage: str
+    done: int
+    total: int | None
+    eta_seconds: float | None
+
+
+class ResultLike(Protocol):
+    frames: int
+    fps: float
+
+
+@dataclass(frozen=True)
+class Execution:
+    source: Path
+    driving: Path
+    output: Path
+    engine: str
+    options: dict[str, Any]
+
+
+Executor = Callable[[Execution, Callable[[Any], None], Callable[[], bool]], Any]
+
+
+class PipelineExecutor:
+    """Runs the real pipeline; sets torch's thread count once, shared fairly between jobs."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._configured = False
+        self._lock = threading.Lock()
+
+    def _configure_torch(self) -> None:
+        with self._lock:
+            if self._configured:
+                return
+            import torch
+
+            cores = os.cpu_count() or 1
+            threads = self._settings.torch_threads or max(1, cores // self._settings.worker_concurrency)
+            torch.set_num_threads(threads)
+            self._configured = True
+
+    def __call__(
+        self, execution: Execution, on_progress: Callable[[Any], None], should_cancel: Callable[[], bool]
+    ) -> Any:
+        from animatica.pipeline import AnimationRequest, animate
+
+        self._configure_torch()
+        options = {k: v for k, v in execution.options.items() if k in PIPELINE_OPTIONS}
+        request = AnimationRequest(
+            source=execution.source,
+            driving=execution.driving,
+            output=execution.output,
+            engine=execution.engine,
+            device=self._settings.device,
+            precision=self._settings.precision,
+            batch_size=self._settings.batch_size,
+            **options,
+        )
+        return animate(request, on_progress=on_progress, should_cancel=should_cancel)

@@ -1,0 +1,194 @@
+"""One animation from input files to an output file.
+
+probe and validate the inputs → load the engine → read the source and the initial driving frame →
+``engine.prepare`` once → stream the driving video through ``engine.animate`` in batches → encode.
+Frames are never all in memory: a decoder, one batch and an encoder are, whatever the video's
+length. The output appears only when complete (the writer renames a temporary file at the end).
+
+With ``best_frame`` N, relative motion is measured from driving frame N instead of frame 0: this is
+what the reference's forward-and-backward animation from frame N computes, since each output frame
+depends only on its own driving frame, the source and the initial frame.
+"""
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from animatica.engines import choose_engine, load_engine
+from animatica.engines.base import Engine
+from animatica.errors import AnimaticaError
+from animatica.media.fit import fit_frame
+from animatica.media.probe import MediaInfo, probe, require_video
+from animatica.media.reader import iter_chunks, iter_frames, read_image
+from animatica.media.writer import check_writable, open_writer
+
+
+class Cancelled(AnimaticaError):
+    """The caller asked to stop; nothing was written."""
+
+
+@dataclass
+class AnimationRequest:
+    source: Path
+    driving: Path
+    output: Path  # an .mp4 file, or a folder (or a path ending in "/") for PNG frames
+    engine: str = "auto"  # "fomm" | "landmarks" | "auto" (fomm when a checkpoint is given)
+    checkpoint: str | None = None
+    config: str | None = None
+    relative: bool = True
+    adapt_scale: bool = False
+    best_frame: int | None = None
+    find_best_frame: bool = False
+    crop_face: bool = False
+    fit: str = "crop"
+    device: str = "auto"
+    precision: str = "auto"
+    batch_size: int = 4
+    engine_options: dict[str, Any] = field(default_factory=dict)  # engine-specific extras
+
+
+@dataclass
+class Progress:
+    stage: str  # "load" | "prepare" | "animate" | "done"
+    done: int
+    total: int | None
+    fps: float
+    eta_seconds: float | None
+
+
+@dataclass
+class AnimationResult:
+    output: Path
+    frames: int
+    fps: float  # the output video's frame rate (the driving video's)
+    seconds: float  # wall time of the whole animation
+    has_audio: bool
+    initial_frame: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def _engine_options(request: AnimationRequest, name: str) -> dict[str, Any]:
+    options: dict[str, Any] = {"device": request.device, **request.engine_options}
+    if name == "fomm":
+        options.update(
+            checkpoint=request.checkpoint,
+            config=request.config,
+            precision=request.precision,
+            relative=request.relative,
+            adapt_scale=request.adapt_scale,
+        )
+    return options
+
+
+def _frames(request: AnimationRequest, engine: Engine, info: MediaInfo) -> Iterator[np.ndarray]:
+    """Driving frames as the engine wants them: face-cropped if asked, fitted to its size."""
+    frames: Iterator[np.ndarray] = iter_frames(info.path)
+    if request.crop_face:
+        from animatica.face.crop import crop_frames_iter
+
+        frames = crop_frames_iter(info.path, engine.frame_size)
+    if engine.frame_size is not None:
+        frames = (fit_frame(f, engine.frame_size, request.fit) for f in frames)  # type: ignore[arg-type]
+    return frames
+
+
+def _source(request: AnimationRequest, engine: Engine) -> np.ndarray:
+    image = read_image(request.source)
+    if request.crop_face:
+        from animatica.face.crop import crop_image
+
+        image = crop_image(image, engine.frame_size)
+    if engine.frame_size is not None:
+        image = fit_frame(image, engine.frame_size, request.fit)  # type: ignore[arg-type]
+    return image
+
+
+def _frame_at(frames: Iterator[np.ndarray], index: int, path: Path) -> np.ndarray:
+    for i, frame in enumerate(frames):
+        if i == index:
+            return frame
+    raise AnimaticaError(f"--best-frame {index} is past the end of {path.name}")
+
+
+def _initial_index(request: AnimationRequest, engine: Engine, source: np.ndarray, info: MediaInfo) -> int:
+    if request.best_frame is not None and request.find_best_frame:
+        raise AnimaticaError("use either --best-frame N or --find-best-frame, not both")
+    if request.best_frame is not None:
+        if request.best_frame < 0:
+            raise AnimaticaError("--best-frame must be 0 or more")
+        return request.best_frame
+    if request.find_best_frame:
+        from animatica.face.best_frame import find_best_frame
+
+        return find_best_frame(source, _frames(request, engine, info))
+    return 0
+
+
+def animate(
+    request: AnimationRequest,
+    on_progress: Callable[[Progress], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+) -> AnimationResult:
+    """Run one animation; raises ``AnimaticaError`` (``Cancelled`` when stopped) and leaves no output then."""
+    started = time.perf_counter()
+    report = on_progress or (lambda p: None)
+    cancelled = should_cancel or (lambda: False)
+
+    source_info = probe(Path(request.source))
+    if source_info.kind != "image":
+        raise AnimaticaError(
+            f"{Path(request.source).name} is a {source_info.kind}; "
+            "the source must be a still image (jpg, png, webp)"
+        )
+    driving_info = require_video(probe(Path(request.driving)))
+    output = Path(request.output)
+    check_writable(output)
+    if request.batch_size < 1:
+        raise AnimaticaError("--batch-size must be at least 1")
+
+    report(Progress("load", 0, driving_info.frame_count, 0.0, None))
+    name = choose_engine(request.engine, request.checkpoint)
+    engine = load_engine(name, **_engine_options(request, name))
+    source = _source(request, engine)
+    initial_index = _initial_index(request, engine, source, driving_info)
+    initial = _frame_at(_frames(request, engine, driving_info), initial_index, Path(request.driving))
+
+    report(Progress("prepare", 0, driving_info.frame_count, 0.0, None))
+    state = engine.prepare(source, initial)
+    fps = driving_info.fps or 25.0
+    total = driving_info.frame_count
+    done = 0
+    animate_started = time.perf_counter()
+    audio = Path(request.driving) if driving_info.has_audio else None
+    with open_writer(output, fps, audio_from=audio) as writer:
+        for chunk in iter_chunks(_frames(request, engine, driving_info), request.batch_size):
+            if cancelled():
+                raise Cancelled("the animation was canceled")
+            writer.write_chunk(engine.animate(state, chunk))
+            done += len(chunk)
+            elapsed = time.perf_counter() - animate_started
+            rate = done / elapsed if elapsed > 0 else 0.0
+            eta = (total - done) / rate if total and rate > 0 and total >= done else None
+            report(Progress("animate", done, total, rate, eta))
+        if done == 0:
+            raise AnimaticaError(f"{Path(request.driving).name} has no frames to animate")
+
+    notes = []
+    missed = getattr(state, "frames_without_face", 0)
+    if missed:
+        notes.append(f"{missed} driving frames had no face; the last pose was held for them")
+    seconds = time.perf_counter() - started
+    report(Progress("done", done, done, done / max(seconds, 1e-9), 0.0))
+    return AnimationResult(
+        output=output,
+        frames=done,
+        fps=float(fps),
+        seconds=seconds,
+        has_audio=audio is not None and output.suffix.lower() in (".mp4", ".mov", ".mkv"),
+        initial_frame=initial_index,
+        notes=notes,
+    )

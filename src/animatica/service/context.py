@@ -1,0 +1,51 @@
+"""Everything a request handler needs, built once per app from the settings."""
+
+from dataclasses import dataclass, field
+
+from animatica.db.migrate import upgrade_to_head
+from animatica.db.session import Database
+from animatica.jobs.execute import Executor, PipelineExecutor
+from animatica.jobs.runner import JobRunner
+from animatica.service.auth import TokenService
+from animatica.service.metrics import Metrics
+from animatica.service.payments import PaymentProvider, make_provider
+from animatica.service.plans import PLANS
+from animatica.settings import Settings
+from animatica.storage import Storage, open_storage
+
+
+@dataclass
+class ServiceContext:
+    settings: Settings
+    db: Database
+    storage: Storage
+    tokens: TokenService
+    payments: PaymentProvider
+    metrics: Metrics
+    runner: JobRunner
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+def build_context(settings: Settings, executor: Executor | None = None) -> ServiceContext:
+    """Open (and migrate) the database and the store; the runner is started by the app's lifespan."""
+    db = Database(settings.database_url)
+    upgrade_to_head(db.engine)
+    storage = open_storage(settings.storage_url)
+    metrics = Metrics(db)
+    runner = JobRunner(
+        db,
+        storage,
+        settings,
+        executor or PipelineExecutor(settings),
+        {plan.id: plan.parallel_jobs for plan in PLANS.values()},
+        on_finish=metrics.job_finished,
+    )
+    return ServiceContext(
+        settings=settings,
+        db=db,
+        storage=storage,
+        tokens=TokenService(settings),
+        payments=make_provider(settings),
+        metrics=metrics,
+        runner=runner,
+    )

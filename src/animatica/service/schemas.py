@@ -1,0 +1,73 @@
+"""Request and response bodies of the HTTP API (the seed's field names where it had them)."""
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class Credentials(BaseModel):
+    username: str = Field(min_length=3, max_length=64, pattern=r"^[A-Za-z0-9_.@+-]+$")
+    password: str = Field(min_length=8, max_length=256)
+
+
+class LoginBody(BaseModel):
+    # Login does not re-validate the pattern: a wrong name is just "Invalid credentials".
+    username: str = Field(min_length=3, max_length=64)
+    password: str = Field(min_length=8, max_length=256)
+
+
+class Tokens(BaseModel):
+    token_name: str = "Bearer"
+    access_token: str
+    refresh_token: str
+    access_expires_in: int
+    refresh_expires_in: int
+
+
+class RefreshBody(BaseModel):
+    refresh_token: str = Field(min_length=1, max_length=512)
+
+
+class LogoutBody(BaseModel):
+    refresh_token: str | None = Field(default=None, max_length=512)
+
+
+class PaymentConfirmation(BaseModel):
+    session_id: str = Field(min_length=1, max_length=255)
+    product_id: str | None = Field(
+        default=None, max_length=255, description="Ignored: the plan is the checkout's."
+    )
+
+
+class JobView(BaseModel):
+    id: str
+    status: str
+    progress: float
+    stage: str
+    eta_seconds: float | None
+    error: str | None
+    engine: str
+    options: dict[str, Any]
+    source_name: str
+    driving_name: str
+    frames: int | None
+    fps: float | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    result_url: str | None
+
+
+class JobPage(BaseModel):
+    items: list[JobView]
+    total: int
+    limit: int
+    offset: int
+
+
+class Me(BaseModel):
+    id: int
+    username: str
+    plan: str
+    credits: int

@@ -1,0 +1,111 @@
+"""Turning two uploads into a queued job: validate, store, reserve a credit, queue.
+
+Refused uploads cost nothing and leave nothing behind: files are checked in a temporary folder
+that is always removed, and stored files are deleted again if the credit cannot be reserved.
+"""
+
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import UploadFile
+
+from animatica.db import ledger
+from animatica.db.ledger import InsufficientCredits
+from animatica.jobs import store
+from animatica.service.context import ServiceContext
+from animatica.service.deps import CurrentUser
+from animatica.service.errors import Invalid
+from animatica.service.plans import get_plan
+from animatica.service.uploads import receive, sanitize_filename, validate_image, validate_video
+
+ENGINES = ("landmarks", "fomm", "auto")
+FITS = ("crop", "pad", "stretch")
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    engine: str
+    relative: bool = True
+    adapt_scale: bool = False
+    crop_face: bool = False
+    find_best_frame: bool = False
+    fit: str = "crop"
+
+    def check(self) -> "JobOptions":
+        if self.engine not in ENGINES:
+            raise Invalid(f"Unknown engine {self.engine!r}; use one of {', '.join(ENGINES)}.")
+        if self.fit not in FITS:
+            raise Invalid(f"Unknown fit {self.fit!r}; use one of {', '.join(FITS)}.")
+        return self
+
+    def pipeline_options(self) -> dict[str, Any]:
+        return {
+            "relative": self.relative,
+            "adapt_scale": self.adapt_scale,
+            "crop_face": self.crop_face,
+            "find_best_frame": self.find_best_frame,
+            "fit": self.fit,
+        }
+
+
+def submit(
+    ctx: ServiceContext,
+    user: CurrentUser,
+    source: UploadFile,
+    driving: UploadFile,
+    options: JobOptions,
+    priority_boost: int = 0,
+    max_seconds: float | None = None,
+) -> str:
+    """Validate and queue a job; returns its id. Raises 402 before any work when out of credit."""
+    options.check()
+    plan = get_plan(user.plan_id)
+    with ctx.db.transaction() as session:
+        if ledger.balance(session, user.id) < 1:
+            raise InsufficientCredits(
+                "You have no credits left; buy more on the pricing page to animate again."
+            )
+    source_name = sanitize_filename(source.filename, "source")
+    driving_name = sanitize_filename(driving.filename, "driving")
+    limit = ctx.settings.max_upload_bytes
+    job_id = uuid.uuid4().hex
+    keys: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="animatica-upload-") as tmp:
+        folder = Path(tmp)
+        receive(source.file, folder / "source.bin", limit, f"The source image ({source_name})")
+        receive(driving.file, folder / "driving.bin", limit, f"The driving video ({driving_name})")
+        image = validate_image(
+            folder / "source.bin", f"The source image ({source_name})", plan, folder / "source.png"
+        )
+        video = validate_video(
+            folder / "driving.bin", f"The driving video ({driving_name})", plan, max_seconds
+        )
+        source_key = f"jobs/{job_id}/source.png"
+        driving_key = f"jobs/{job_id}/driving.{video.extension}"
+        try:
+            ctx.storage.put_file(source_key, image.path)
+            keys.append(source_key)
+            ctx.storage.put_file(driving_key, video.path)
+            keys.append(driving_key)
+            with ctx.db.transaction() as session:
+                store.create(
+                    session,
+                    job_id=job_id,
+                    user_id=user.id,
+                    engine=options.engine,
+                    options=options.pipeline_options(),
+                    priority=plan.priority + priority_boost,
+                    source_name=source_name,
+                    driving_name=driving_name,
+                    source_key=source_key,
+                    driving_key=driving_key,
+                )
+        except BaseException:
+            for key in keys:
+                ctx.storage.delete(key)
+            raise
+    ctx.runner.notify()
+    return job_id

@@ -1,0 +1,58 @@
+"""The fomm engine on uint8 frames reproduces the reference animation, and its options behave."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from animatica.engines.fomm import FommEngine
+
+
+def to_uint8_frames(x: np.ndarray) -> np.ndarray:
+    """(B, 3, H, W) floats that are multiples of 1/255 -> (B, H, W, 3) uint8, exactly."""
+    return np.rint(x * 255).astype(np.uint8).transpose(0, 2, 3, 1)
+
+
+@pytest.fixture(scope="module")
+def reference(shared_fomm: Path) -> dict[str, np.ndarray]:
+    with np.load(shared_fomm / "vox256_parity.npz") as data:
+        return {key: data[key] for key in data.files}
+
+
+def test_plain_engine_matches_reference_animation(named_checkpoint: Path, reference) -> None:
+    engine = FommEngine.load(
+        named_checkpoint, precision="fp32", relative=True, adapt_scale=True, optimize=False
+    )
+    assert engine.frame_size == (256, 256)
+    source = to_uint8_frames(reference["inputs/source"])[0]
+    driving = to_uint8_frames(reference["inputs/driving"][0].transpose(1, 0, 2, 3))  # (T, H, W, 3)
+    state = engine.prepare(source, driving[0])
+    out = engine.animate(state, driving)  # all four frames in one batch
+    assert out.shape == (4, 256, 256, 3) and out.dtype == np.uint8
+    for t in range(4):
+        expected = to_uint8_frames(
+            np.clip(reference[f"align_true/t{t}/animation_relative_adapt_prediction"], 0, 1)
+        )
+        diff = np.abs(out[t].astype(int) - expected[0].astype(int)).max()
+        assert diff <= 1, f"frame {t}: differs by {diff} levels"
+
+
+def test_absolute_mode_ignores_initial_frame(named_checkpoint: Path, reference) -> None:
+    engine = FommEngine.load(named_checkpoint, precision="fp32", relative=False, optimize=False)
+    source = to_uint8_frames(reference["inputs/source"])[0]
+    driving = to_uint8_frames(reference["inputs/driving"][0].transpose(1, 0, 2, 3))
+    a = engine.animate(engine.prepare(source, driving[0]), driving[2:3])
+    b = engine.animate(engine.prepare(source, driving[3]), driving[2:3])
+    assert np.array_equal(a, b)
+    expected = to_uint8_frames(np.clip(reference["align_true/t2/reconstruction_prediction"], 0, 1))[0]
+    assert np.abs(a[0].astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_batches_give_the_same_frames_as_single_frames(named_checkpoint: Path, reference) -> None:
+    engine = FommEngine.load(named_checkpoint, precision="fp32", optimize=False)
+    source = to_uint8_frames(reference["inputs/source"])[0]
+    driving = to_uint8_frames(reference["inputs/driving"][0].transpose(1, 0, 2, 3))
+    state = engine.prepare(source, driving[0])
+    together = engine.animate(state, driving[1:4])
+    apart = np.concatenate([engine.animate(state, driving[i : i + 1]) for i in range(1, 4)])
+    assert np.abs(together.astype(int) - apart.astype(int)).max() <= 1
