@@ -11,6 +11,7 @@ depends only on its own driving frame, the source and the initial frame.
 """
 
 import time
+from fractions import Fraction
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from animatica.engines import choose_engine, load_engine
 from animatica.engines.base import Engine
 from animatica.errors import AnimaticaError
 from animatica.media.fit import fit_frame
-from animatica.media.probe import MediaInfo, probe, require_video
+from animatica.media.probe import MediaInfo, probe, require_image, require_video
 from animatica.media.reader import iter_chunks, iter_frames, read_image
 from animatica.media.writer import check_writable, open_writer
 
@@ -72,15 +73,18 @@ class AnimationResult:
 
 
 def _engine_options(request: AnimationRequest, name: str) -> dict[str, Any]:
-    options: dict[str, Any] = {"device": request.device, **request.engine_options}
+    options: dict[str, Any] = dict(request.engine_options)
     if name == "fomm":
         options.update(
+            device=request.device,
             checkpoint=request.checkpoint,
             config=request.config,
             precision=request.precision,
             relative=request.relative,
             adapt_scale=request.adapt_scale,
         )
+    else:
+        options.setdefault("source_name", Path(request.source).name)
     return options
 
 
@@ -138,12 +142,7 @@ def animate(
     report = on_progress or (lambda p: None)
     cancelled = should_cancel or (lambda: False)
 
-    source_info = probe(Path(request.source))
-    if source_info.kind != "image":
-        raise AnimaticaError(
-            f"{Path(request.source).name} is a {source_info.kind}; "
-            "the source must be a still image (jpg, png, webp)"
-        )
+    require_image(probe(Path(request.source)))
     driving_info = require_video(probe(Path(request.driving)))
     output = Path(request.output)
     check_writable(output)
@@ -159,7 +158,7 @@ def animate(
 
     report(Progress("prepare", 0, driving_info.frame_count, 0.0, None))
     state = engine.prepare(source, initial)
-    fps = driving_info.fps or 25.0
+    fps = driving_info.frame_rate or Fraction(25)  # exact, e.g. 30000/1001; frame folders get 25
     total = driving_info.frame_count
     done = 0
     animate_started = time.perf_counter()

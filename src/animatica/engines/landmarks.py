@@ -76,7 +76,7 @@ class LandmarksEngine:
         smoothing: float = 0.5,
         face_index: int | None = None,
         detector: DetectorName = "hog",
-        detect_every: int = 2,
+        detect_every: int = 1,
         work_side: int = 384,
         fps: float = 30.0,
         mouth: bool = True,
@@ -111,7 +111,8 @@ class LandmarksEngine:
         src = _separate_lips(self.analyzer.landmarks(source, box))
         size = g.face_size(src)
 
-        tracker = FaceTracker(self.analyzer, face_index=self.face_index, detect_every=self.detect_every)
+        # ``face_index`` picks the face to animate in the photo; the driving video's largest face drives.
+        tracker = FaceTracker(self.analyzer, detect_every=self.detect_every)
         initial = tracker(as_rgb(initial_driving))
         if initial is None:
             raise NoFaceError(

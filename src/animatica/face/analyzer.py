@@ -120,17 +120,19 @@ class DlibFaceAnalyzer:
     once more at twice the size so that faces down to about 40 px are found.
     ``landmark_width`` resamples small faces to about that width before placing landmarks: dlib
     returns integer pixel positions, and doing it on an enlarged face makes them sub-pixel, which
-    removes most of the jitter on small driving videos.
+    removes most of the jitter on small driving videos. Detections scoring ``doubt_margin``
+    below the best one in the same image are dropped.
     """
 
     def __init__(
         self,
         detector: DetectorName = "hog",
         *,
-        min_score: float = 0.3,
+        min_score: float = 0.0,
         max_side: int = 1024,
         upsample_below: int = 640,
         landmark_width: int = 160,
+        doubt_margin: float = 0.8,
     ) -> None:
         if detector not in ("hog", "cnn"):
             raise AnimaticaError(f"Unknown face detector {detector!r}: use 'hog' or 'cnn'.")
@@ -139,6 +141,7 @@ class DlibFaceAnalyzer:
         self.max_side = max_side
         self.upsample_below = upsample_below
         self.landmark_width = landmark_width
+        self.doubt_margin = doubt_margin
 
     def detect(
         self, image: np.ndarray, *, min_face: float | None = None, min_score: float | None = None
@@ -169,6 +172,11 @@ class DlibFaceAnalyzer:
                 if det.confidence >= threshold:
                     r = det.rect
                     boxes.append(FaceBox(r.left(), r.top(), r.right(), r.bottom(), det.confidence))
+        if boxes:
+            # Detections far weaker than the best one are the detector's doubts (a fold in a
+            # sleeve, a patch on a suit), not a second face; they must not win on size.
+            best = max(b.score for b in boxes)
+            boxes = [b for b in boxes if b.score >= best - self.doubt_margin]
         boxes = [
             FaceBox(b.left / factor_x, b.top / factor_y, b.right / factor_x, b.bottom / factor_y, b.score)
             for b in boxes

@@ -110,7 +110,7 @@ def open_video(path: Path) -> av.container.InputContainer:
         if container.format.name not in VIDEO_FORMATS:
             raise not_media_error(path)
         if not container.streams.video:
-            what = "audio only" if container.streams.audio else "no audio or video"
+            what = "it holds only audio" if container.streams.audio else "it holds no audio or video at all"
             raise MediaError(f"{path} has no video stream ({what}); provide a file that contains video.")
         stream = container.streams.video[0]
         if stream.codec_context is None or not stream.codec_context.name:

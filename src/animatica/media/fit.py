@@ -40,29 +40,34 @@ def fit_frame(frame: np.ndarray, size: tuple[int, int], mode: FitMode = "crop") 
     height, width = frame.shape[:2]
     if (height, width) == (target_h, target_w):
         return frame
+    if mode == "crop":
+        left, top, right, bottom = _centre_box(width, height, target_w / target_h)
+        region = np.ascontiguousarray(frame[top:bottom, left:right])
+        return _resize(Image.fromarray(region), (target_w, target_h))
     image = Image.fromarray(frame)
     if mode == "stretch":
         return _resize(image, (target_w, target_h))
-    if mode == "crop":
-        return _resize(image, (target_w, target_h), _centre_box(width, height, target_w / target_h))
     return _letterbox(image, target_w, target_h)
 
 
-def _centre_box(width: int, height: int, aspect: float) -> tuple[float, float, float, float]:
-    """The largest centred box with ``aspect`` = width/height; fractional edges are fine for Pillow."""
+def _centre_box(width: int, height: int, aspect: float) -> tuple[int, int, int, int]:
+    """The largest centred box with ``aspect`` = width/height, on whole pixels.
+
+    The crop is cut before resizing (not passed to ``resize`` as a box) so that no pixel from
+    outside it bleeds in through the filter's support; rounding changes the aspect by under
+    a pixel.
+    """
     if width / height > aspect:
-        box_w = height * aspect
-        left = (width - box_w) / 2
-        return (left, 0.0, left + box_w, float(height))
-    box_h = width / aspect
-    top = (height - box_h) / 2
-    return (0.0, top, float(width), top + box_h)
+        box_w = max(1, min(width, round(height * aspect)))
+        left = (width - box_w) // 2
+        return (left, 0, left + box_w, height)
+    box_h = max(1, min(height, round(width / aspect)))
+    top = (height - box_h) // 2
+    return (0, top, width, top + box_h)
 
 
-def _resize(
-    image: Image.Image, size: tuple[int, int], box: tuple[float, float, float, float] | None = None
-) -> np.ndarray:
-    resized = image.resize(size, Image.Resampling.LANCZOS, box=box, reducing_gap=_REDUCING_GAP)
+def _resize(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
+    resized = image.resize(size, Image.Resampling.LANCZOS, reducing_gap=_REDUCING_GAP)
     return np.array(resized)  # a writable array the caller owns
 
 

@@ -8,6 +8,7 @@ before any output is written.
 from __future__ import annotations
 
 import re
+import struct
 import warnings
 from dataclasses import dataclass
 from fractions import Fraction
@@ -35,6 +36,9 @@ MediaKind = Literal["image", "video", "frames"]
 # Pillow formats read as still images. GIF is left to FFmpeg so that animated GIFs are videos.
 # (Pillow's JPEG reader also opens the "MPO" JPEGs of cameras that embed a preview picture.)
 IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "BMP")
+
+# What Pillow raises on damaged data (it uses all of these internally).
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error)
 
 _EXIF_ORIENTATION = 0x0112
 _TRANSPOSED_ORIENTATIONS = frozenset({5, 6, 7, 8})  # EXIF values that swap width and height
@@ -106,15 +110,36 @@ def open_image(path: Path) -> Image.Image:
         raise _too_many_pixels(path, None) from exc
     except Image.UnidentifiedImageError:
         raise
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+    except DECODE_ERRORS as exc:
         raise not_media_error(path) from exc
+
+
+def orientation(image: Image.Image) -> int:
+    """The EXIF orientation (1-8) read from the header only, without decoding any pixels.
+
+    Pillow's ``getexif`` on a PNG decodes the whole image to look for an ``eXIf`` chunk after
+    the pixel data; that must not happen before the size check, so PNG orientation is taken
+    only from an ``eXIf`` chunk placed before the pixels (where the specification puts it).
+    """
+    try:
+        if image.format == "PNG":
+            raw = image.info.get("exif")
+            if not raw:
+                return 1
+            exif = Image.Exif()
+            exif.load(raw)
+        else:
+            exif = image.getexif()
+        value = exif.get(_EXIF_ORIENTATION, 1)
+    except DECODE_ERRORS:
+        return 1  # broken EXIF metadata: the pixels are still fine, show them as stored
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
 def upright_size(image: Image.Image) -> tuple[int, int]:
     """(width, height) after the EXIF orientation is applied."""
     width, height = image.size
-    orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
-    if orientation in _TRANSPOSED_ORIENTATIONS:
+    if orientation(image) in _TRANSPOSED_ORIENTATIONS:
         return height, width
     return width, height
 
@@ -166,7 +191,7 @@ def _verify_decodes(path: Path, image: Image.Image) -> None:
         image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
     try:
         image.load()
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+    except DECODE_ERRORS as exc:
         raise MediaError(
             f"{path} is a damaged or incomplete {image.format} image ({exc}); export or download it again."
         ) from exc
@@ -254,10 +279,10 @@ def _check_complete(
         return
     frame_time = 1.0 / float(rate) if rate else 0.04
     tolerance = max(3 * frame_time, 0.25)
-    target = end - 2.0
+    start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+    target = max(end - 2.0, start)  # always seek: decoding the first frame moved the read position
     try:
-        if target > 0:
-            container.seek(int(target / stream.time_base), stream=stream, backward=True, any_frame=False)
+        container.seek(int(target / stream.time_base), stream=stream, backward=True, any_frame=False)
         last = _last_packet_end(container, stream, own_end)
     except av.FFmpegError:
         return  # not seekable: the reader still stops with an error if decoding fails
@@ -310,7 +335,8 @@ def probe_frames(folder: Path) -> MediaInfo:
     files = frame_files(folder)
     if not files:
         raise MediaError(
-            f"{folder} is a folder without PNG frames; give an image, a video, or a folder of 00000.png… frames."
+            f"{folder} is a folder without PNG frames; give an image, a video, "
+            "or a folder of 00000.png… frames."
         )
     limit = get_settings().max_video_frames
     if len(files) > limit:

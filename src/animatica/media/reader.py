@@ -2,8 +2,10 @@
 
 Videos are decoded one frame at a time and each frame is handed on before the next one is
 decoded, so a three-hour video costs the same memory as a three-second one. A file that turns
-out to be damaged part-way raises ``MediaError`` naming the frame; it never just ends early,
-because a silently shortened animation is worse than a clear failure.
+out to be damaged part-way raises ``MediaError`` naming the frame, and one whose frames stop
+before the length its header declares raises too, rather than ending early: a silently
+shortened animation is worse than a clear failure. (A stream that declares no length at all,
+such as a live-recorded Matroska file, can only be read as far as it goes.)
 """
 
 from __future__ import annotations
@@ -15,21 +17,33 @@ import av
 import av.container
 import av.video.stream
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from animatica.errors import MediaError
-from animatica.media.container import declared_end, open_video, rotation_quarters
+from animatica.media.container import declared_end, not_media_error, open_video, rotation_quarters
 from animatica.media.probe import (
+    DECODE_ERRORS,
     MediaInfo,
     check_pixels,
     frame_files,
     open_image,
+    orientation,
     probe,
     upright_size,
 )
 from animatica.settings import get_settings
 
 _WHITE = (255, 255, 255, 255)
+# EXIF orientation -> the transpose that makes the picture upright (1 needs none).
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 def read_image(path: Path) -> np.ndarray:
@@ -53,14 +67,15 @@ def read_image(path: Path) -> np.ndarray:
 def _load_still(path: Path) -> np.ndarray:
     try:
         image = open_image(path)
-    except Image.UnidentifiedImageError as exc:  # replaced since it was probed
-        raise MediaError(f"{path} is no longer a readable image; check the file.") from exc
+    except Image.UnidentifiedImageError as exc:  # a later frame of a folder, or replaced since probed
+        raise not_media_error(path) from exc
     with image:
         check_pixels(path, *upright_size(image))
         try:
-            upright = ImageOps.exif_transpose(image)
-            return _to_rgb(upright)
-        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            turn = _TRANSPOSE.get(orientation(image))
+            image.load()
+            return _to_rgb(image if turn is None else image.transpose(turn))
+        except DECODE_ERRORS as exc:
             raise MediaError(
                 f"{path} is a damaged or incomplete image ({exc}); export or download it again."
             ) from exc
@@ -118,9 +133,8 @@ def _iter_video(info: MediaInfo) -> Iterator[np.ndarray]:
                 if quarters:
                     pixels = np.ascontiguousarray(np.rot90(pixels, quarters))
                 if frame.time is not None:
-                    last_end = frame.time + (
-                        float(frame.duration * frame.time_base) if frame.duration else 0.0
-                    )
+                    shown_for = frame.duration * frame.time_base if frame.duration and frame.time_base else 0
+                    last_end = frame.time + float(shown_for)
                 yield pixels
                 index += 1
         except av.FFmpegError as exc:

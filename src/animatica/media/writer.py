@@ -8,6 +8,7 @@ writers hold no list of frames, so memory does not grow with the video's length.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -297,10 +298,8 @@ class VideoWriter(_AtomicWriter):
             audio.close()
         if self._container is not None:
             container, self._container = self._container, None
-            try:
-                container.close()
-            except (OSError, av.FFmpegError):
-                pass  # the file is deleted below anyway
+            with contextlib.suppress(OSError, av.FFmpegError):
+                container.close()  # a failure here does not matter: the file is deleted below
         self._temp.unlink(missing_ok=True)
 
 

@@ -97,7 +97,7 @@ def _jpeg_end(data: bytes) -> int | None:
     """Walk marker segments and entropy-coded data to the EOI marker."""
     position = 2
     size = len(data)
-    while position + 4 <= size:
+    while position + 2 <= size:
         if data[position] != 0xFF:
             return None
         marker = data[position + 1]
@@ -109,6 +109,8 @@ def _jpeg_end(data: bytes) -> int | None:
         if 0xD0 <= marker <= 0xD7 or marker == 0x01:
             position += 2
             continue
+        if position + 4 > size:
+            return None
         length = int.from_bytes(data[position + 2 : position + 4], "big")
         position += 2 + length
         if marker == 0xDA:

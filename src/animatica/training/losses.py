@@ -1,0 +1,179 @@
+"""Training losses: multi-scale perceptual (VGG19 or the pixel fallback), LSGAN, feature matching.
+
+Perceptual loss. FOMM compares VGG19 activations (relu1_1, relu2_1, relu3_1, relu4_1, relu5_1;
+the seed's comments call them relu*_2, but the slices end at the first ReLU of each block) of
+the prediction and the real frame, at every level of an image pyramid. Those features only mean
+something with ImageNet weights, which cannot be downloaded here, so the user names a local
+torchvision-format file (``vgg19-dcbb9e9d.pth``) with ``--vgg-weights``.
+
+Without that file the loss falls back to an L1 distance between the pyramids themselves: a
+randomly initialised VGG19 costs as much as the real one (about 20x the rest of a 64x64 training
+step on CPU) while its features carry no learned notion of image similarity, whereas the pixel
+pyramid is exactly the quantity the reconstruction metric measures, blurred at coarser levels so
+that gradients still reach far-away misplacements. ``bench/train_demo.py`` reports the step cost
+of both; the shipped demo model was trained with the fallback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from animatica.training.errors import TrainingError
+
+# torchvision's VGG19 "features" up to relu5_1: channels per conv, "M" for max pooling.
+_VGG19_LAYOUT: tuple[int | str, ...] = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512)
+# End index (exclusive) in ``features`` of each slice: relu1_1, relu2_1, relu3_1, relu4_1, relu5_1.
+_SLICE_ENDS = (2, 7, 12, 21, 30)
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class VGG19Features(nn.Module):
+    """VGG19 convolutional trunk laid out as torchvision's, so its ``features.*`` weights load as-is."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = 3
+        for item in _VGG19_LAYOUT:
+            if item == "M":
+                layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+            else:
+                assert isinstance(item, int)
+                layers += [nn.Conv2d(channels, item, kernel_size=3, padding=1), nn.ReLU(inplace=False)]
+                channels = item
+        self.features = nn.Sequential(*layers)
+        self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1))
+        self.requires_grad_(False)
+        self.eval()
+
+    def load_torchvision(self, path: Path) -> None:
+        """Load the ``features.*`` tensors of a torchvision VGG19 state dict (classifier ignored)."""
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise TrainingError(f"VGG19 weights {path} do not exist; pass an existing vgg19-*.pth file.") from None
+        except Exception as exc:
+            raise TrainingError(
+                f"VGG19 weights {path} cannot be read ({type(exc).__name__}); pass torchvision's vgg19-*.pth."
+            ) from None
+        if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+            state = state["state_dict"]
+        if not isinstance(state, dict):
+            raise TrainingError(f"VGG19 weights {path} hold no state dict; pass torchvision's vgg19-*.pth.")
+        wanted = self.features.state_dict()
+        found = {k[len("features.") :]: v for k, v in state.items() if k.startswith("features.")}
+        missing = [k for k in wanted if k not in found]
+        wrong = [k for k in wanted if k in found and tuple(found[k].shape) != tuple(wanted[k].shape)]
+        if missing or wrong:
+            detail = f"missing {missing[:3]}" if missing else f"mis-shaped {wrong[:3]}"
+            raise TrainingError(
+                f"VGG19 weights {path} are not a torchvision VGG19 state dict ({detail}); "
+                "pass vgg19-dcbb9e9d.pth or an equivalent file."
+            )
+        self.features.load_state_dict({k: found[k] for k in wanted}, strict=True)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        out = []
+        h = (x - self.mean) / self.std
+        start = 0
+        for end in _SLICE_ENDS:
+            for layer in self.features[start:end]:
+                h = layer(h)
+            out.append(h)
+            start = end
+        return out
+
+
+class PerceptualLoss(nn.Module):
+    """Σ_scales Σ_layers w_i · mean|φ_i(prediction) − φ_i(real)|, or the pixel pyramid fallback.
+
+    The fallback weighs each pyramid level by Σ w_i, so swapping in VGG weights keeps the loss's
+    share of the total roughly where the config puts it.
+    """
+
+    def __init__(self, weights: Sequence[float], vgg_weights: Path | None = None):
+        super().__init__()
+        self.weights = [float(w) for w in weights]
+        self.vgg: VGG19Features | None = None
+        if vgg_weights is not None:
+            if len(self.weights) != len(_SLICE_ENDS):
+                raise TrainingError(
+                    f"loss_weights.perceptual needs {len(_SLICE_ENDS)} values for the VGG19 layers, "
+                    f"got {len(self.weights)}."
+                )
+            self.vgg = VGG19Features()
+            self.vgg.load_torchvision(Path(vgg_weights))
+
+    @property
+    def mode(self) -> str:
+        return "vgg19" if self.vgg is not None else "pixel"
+
+    def forward(self, prediction: dict[str, torch.Tensor], real: dict[str, torch.Tensor]) -> torch.Tensor:
+        total = prediction[next(iter(prediction))].new_zeros(())
+        for key, pred in prediction.items():
+            target = real[key].detach()
+            if self.vgg is None:
+                total = total + sum(self.weights) * (pred - target).abs().mean()
+                continue
+            for w, a, b in zip(self.weights, self.vgg(pred), self.vgg(target), strict=True):
+                total = total + w * (a - b.detach()).abs().mean()
+        return total
+
+
+def generator_gan_loss(fake_maps: dict[str, object], scales: Sequence[float], weight: float) -> torch.Tensor:
+    """LSGAN generator term: Σ_scales weight · mean((1 − D(fake))²)."""
+    terms = [((1 - fake_maps[f"prediction_map_{s}"]) ** 2).mean() for s in scales]  # type: ignore[operator]
+    return weight * torch.stack(terms).sum()
+
+
+def discriminator_gan_loss(
+    real_maps: dict[str, object], fake_maps: dict[str, object], scales: Sequence[float], weight: float
+) -> torch.Tensor:
+    """LSGAN discriminator term: Σ_scales weight · mean((1 − D(real))² + D(fake)²)."""
+    terms = [
+        ((1 - real_maps[f"prediction_map_{s}"]) ** 2 + fake_maps[f"prediction_map_{s}"] ** 2).mean()  # type: ignore[operator]
+        for s in scales
+    ]
+    return weight * torch.stack(terms).sum()
+
+
+def feature_matching_loss(
+    real_maps: dict[str, object], fake_maps: dict[str, object], scales: Sequence[float], weights: Sequence[float]
+) -> torch.Tensor:
+    """Σ_scales Σ_i w_i · mean|D_i(real) − D_i(fake)|, the discriminator's features as a perceptual loss."""
+    total: torch.Tensor | None = None
+    for s in scales:
+        real = real_maps[f"feature_maps_{s}"]
+        fake = fake_maps[f"feature_maps_{s}"]
+        for w, a, b in zip(weights, real, fake, strict=False):  # type: ignore[call-overload]
+            term = w * (a.detach() - b).abs().mean()
+            total = term if total is None else total + term
+    if total is None:
+        raise TrainingError("feature matching needs at least one weight and one discriminator scale.")
+    return total
+
+
+def equivariance_value_loss(kp_driving: torch.Tensor, kp_back: torch.Tensor, weight: float) -> torch.Tensor:
+    """weight · mean|kp(X) − T(kp(T⁻¹X))|: keypoints must follow a known warp."""
+    return weight * (kp_driving - kp_back).abs().mean()
+
+
+def equivariance_jacobian_loss(
+    jac_driving: torch.Tensor, jac_back: torch.Tensor, weight: float
+) -> torch.Tensor:
+    """weight · mean|I − J(X)⁻¹ · (∂T · J(T⁻¹X))|: jacobians must compose with the warp's."""
+    product = torch.inverse(jac_driving) @ jac_back
+    eye = torch.eye(2, dtype=product.dtype, device=product.device)
+    return weight * (eye - product).abs().mean()
+
+
+def pixel_l1(prediction: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference on [0, 1] pixels; logged every step as the plain reconstruction error."""
+    return F.l1_loss(prediction, real)

@@ -1,0 +1,442 @@
+"""Training FOMM: the loop, checkpoints with exact resumption, guards, logs and progress.
+
+Exact resumption means a run stopped at step N and resumed computes bit for bit what an
+uninterrupted run computes (on the same device and thread count). Everything random is therefore
+either a pure function of the position in training (which frames an item uses, the epoch's
+order — see ``datasets``) or drawn from the trainer's own generator, whose state goes into the
+checkpoint with the optimisers, the learning-rate schedule position and the guard's state.
+
+Checkpoints keep the public first-order-model layout (``generator``, ``kp_detector``,
+``discriminator``, ``optimizer_generator``, ``optimizer_kp_detector``,
+``optimizer_discriminator``, ``epoch``) so the reference code can read them; Animatica adds
+``config`` (so inference needs no YAML) and ``trainer`` (the resume position and random state).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.optim import Adam
+from torch.optim.lr_scheduler import MultiStepLR
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from animatica.fomm import config as fomm_config
+from animatica.fomm.checkpoint import load_state_strict, read_checkpoint, resolve_checkpoint, save_checkpoint
+from animatica.fomm.discriminator import MultiScaleDiscriminator
+from animatica.fomm.generator import OcclusionAwareGenerator
+from animatica.fomm.keypoint_detector import KPDetector
+from animatica.training.datasets import DatasetRepeater, EpochBatches, FramesDataset
+from animatica.training.errors import TrainingError
+from animatica.training.objective import DiscriminatorObjective, GeneratorObjective
+from animatica.training.transforms import RandomWarp
+from animatica.training.visualize import save_grid, training_grid
+
+CHECKPOINT_NAME = "checkpoint.pth.tar"
+METRIC_ONLY = frozenset({"l1"})  # logged, never optimised
+ProgressCallback = Callable[[int, int, dict[str, float]], None]
+
+
+@dataclass
+class Guard:
+    """Skips steps whose loss is not finite or jumps far above its running average.
+
+    One bad batch should not wreck hours of training, but a run that keeps producing them has
+    diverged and must stop with advice instead of silently skipping forever.
+    """
+
+    explode_factor: float = 10.0
+    max_consecutive: int = 20
+    warmup: int = 20
+    ema: float | None = None
+    seen: int = 0
+    consecutive: int = 0
+    skipped: int = 0
+
+    def accept(self, total: float) -> bool:
+        bad = not math.isfinite(total) or (
+            self.ema is not None and self.seen >= self.warmup and total > self.explode_factor * self.ema
+        )
+        if bad:
+            self.skipped += 1
+            self.consecutive += 1
+            if self.consecutive >= self.max_consecutive:
+                raise TrainingError(
+                    f"training diverged: {self.consecutive} steps in a row had a non-finite or exploding loss "
+                    f"(last {total:.4g}); lower the learning rates or resume from an earlier checkpoint."
+                )
+            return False
+        self.consecutive = 0
+        self.seen += 1
+        self.ema = total if self.ema is None else 0.98 * self.ema + 0.02 * total
+        return True
+
+    def state(self) -> dict[str, Any]:
+        return {"ema": self.ema, "seen": self.seen, "consecutive": self.consecutive, "skipped": self.skipped}
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.ema, self.seen = state["ema"], state["seen"]
+        self.consecutive, self.skipped = state["consecutive"], state["skipped"]
+
+
+@dataclass
+class Position:
+    """Where training is: the next batch to run is ``batch`` of epoch ``epoch``."""
+
+    epoch: int = 0
+    batch: int = 0
+    step: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def pick_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise TrainingError(f"unknown device '{device}'; use auto, cpu, cuda or cuda:N.") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("--device cuda was asked for but no CUDA GPU is available; use --device cpu.")
+    return dev
+
+
+def _load_config(config: str | Path | fomm_config.FommConfig | None, stored: dict | None) -> fomm_config.FommConfig:
+    if isinstance(config, fomm_config.FommConfig):
+        cfg = config
+    elif config is not None:
+        cfg = fomm_config.load_config(config)
+    elif stored is not None:
+        cfg = fomm_config.config_from_dict(stored)
+    else:
+        raise TrainingError("no config given; pass --config (a built-in name or a YAML file).")
+    if cfg.train_params is None:
+        raise TrainingError("the config has no train_params section; add one (see the built-in 'vox-256').")
+    return cfg
+
+
+class Trainer:
+    """Owns the networks, optimisers and position; ``run`` trains until a step or epoch budget."""
+
+    def __init__(
+        self,
+        cfg: fomm_config.FommConfig,
+        data: Path,
+        out_dir: Path,
+        vgg_weights: Path | None = None,
+        device: str = "auto",
+        seed: int = 0,
+        num_workers: int = 0,
+        batch_size: int | None = None,
+    ):
+        assert cfg.train_params is not None
+        self.cfg = cfg
+        self.tp = cfg.train_params.model_dump()
+        self.out_dir = Path(out_dir)
+        self.device = pick_device(device)
+        self.seed = seed
+        self.num_workers = num_workers
+        self.batch_size = batch_size or self.tp["batch_size"]
+        torch.manual_seed(seed)
+        self.kp_detector = KPDetector(**fomm_config.kp_detector_kwargs(cfg))
+        self.generator = OcclusionAwareGenerator(**fomm_config.generator_kwargs(cfg))
+        self.discriminator = MultiScaleDiscriminator(**fomm_config.discriminator_kwargs(cfg))
+        for net in (self.kp_detector, self.generator, self.discriminator):
+            net.to(self.device).train()
+        betas = (0.5, 0.999)
+        self.opt_generator = Adam(self.generator.parameters(), lr=self.tp["lr_generator"], betas=betas)
+        self.opt_kp_detector = Adam(self.kp_detector.parameters(), lr=self.tp["lr_kp_detector"], betas=betas)
+        self.opt_discriminator = Adam(
+            self.discriminator.parameters(), lr=self.tp["lr_discriminator"], betas=betas
+        )
+        milestones = list(self.tp["epoch_milestones"])
+        self.schedulers = [
+            MultiStepLR(opt, milestones=milestones, gamma=0.1)
+            for opt in (self.opt_generator, self.opt_kp_detector, self.opt_discriminator)
+        ]
+        weights = self.tp["loss_weights"]
+        self.train_discriminator = weights.get("discriminator_gan", 0) > 0
+        self.generator_objective: nn.Module = GeneratorObjective(
+            self.kp_detector, self.generator, self.discriminator, self.tp, vgg_weights
+        ).to(self.device)
+        self.discriminator_objective: nn.Module = DiscriminatorObjective(self.discriminator, self.tp).to(
+            self.device
+        )
+        if self.device.type == "cuda" and torch.cuda.device_count() > 1:
+            self.generator_objective = nn.DataParallel(self.generator_objective)
+            self.discriminator_objective = nn.DataParallel(self.discriminator_objective)
+        self.warps = torch.Generator().manual_seed(seed)
+        self.guard = Guard()
+        self.position = Position()
+        dataset = FramesDataset(
+            Path(data),
+            frame_shape=fomm_config.frame_size(cfg),
+            is_train=True,
+            id_sampling=bool(getattr(cfg.dataset_params, "id_sampling", False)),
+            augmentation_params=getattr(cfg.dataset_params, "augmentation_params", None),
+            seed=seed,
+        )
+        self.dataset = DatasetRepeater(dataset, self.tp["num_repeats"])
+        if len(self.dataset) < self.batch_size:
+            raise TrainingError(
+                f"the training set gives {len(self.dataset)} samples per epoch, fewer than one batch of "
+                f"{self.batch_size}; add videos, raise num_repeats or lower batch_size."
+            )
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return len(self.dataset) // self.batch_size
+
+    # --- checkpoints ---------------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        pos = self.position
+        return {
+            "generator": self.generator.state_dict(),
+            "kp_detector": self.kp_detector.state_dict(),
+            "discriminator": self.discriminator.state_dict(),
+            "optimizer_generator": self.opt_generator.state_dict(),
+            "optimizer_kp_detector": self.opt_kp_detector.state_dict(),
+            "optimizer_discriminator": self.opt_discriminator.state_dict(),
+            # The reference counts completed epochs from 0: a mid-epoch save belongs to the previous one.
+            "epoch": pos.epoch - 1 if pos.batch == 0 else pos.epoch,
+            "config": fomm_config.config_to_dict(self.cfg),
+            "trainer": {
+                "epoch": pos.epoch,
+                "batch": pos.batch,
+                "step": pos.step,
+                "seed": self.seed,
+                "batch_size": self.batch_size,
+                "warp_rng": self.warps.get_state(),
+                "guard": self.guard.state(),
+            },
+        }
+
+    def save(self, path: Path | None = None) -> Path:
+        path = path or self.out_dir / CHECKPOINT_NAME
+        save_checkpoint(path, self.state())
+        return path
+
+    def restore(self, data: dict, source: Path) -> None:
+        """Load networks, optimisers and position; a reference checkpoint resumes at its next epoch."""
+        load_state_strict(self.generator, data["generator"], "generator", source)
+        load_state_strict(self.kp_detector, data["kp_detector"], "keypoint detector", source)
+        if "discriminator" in data:
+            load_state_strict(self.discriminator, data["discriminator"], "discriminator", source)
+        for key, opt in (
+            ("optimizer_generator", self.opt_generator),
+            ("optimizer_kp_detector", self.opt_kp_detector),
+            ("optimizer_discriminator", self.opt_discriminator),
+        ):
+            if key in data:
+                try:
+                    opt.load_state_dict(data[key])
+                except (ValueError, KeyError) as exc:
+                    raise TrainingError(f"checkpoint {source}: {key} does not fit the networks ({exc}).") from None
+        trainer = data.get("trainer")
+        if isinstance(trainer, dict):
+            if trainer.get("batch_size") != self.batch_size or trainer.get("seed") != self.seed:
+                raise TrainingError(
+                    f"checkpoint {source} was trained with batch size {trainer.get('batch_size')} and seed "
+                    f"{trainer.get('seed')}; resume with the same values for an exact continuation."
+                )
+            self.position = Position(trainer["epoch"], trainer["batch"], trainer["step"])
+            self.warps.set_state(trainer["warp_rng"])
+            self.guard.load(trainer["guard"])
+        else:
+            epoch = int(data.get("epoch", -1)) + 1
+            self.position = Position(epoch, 0, epoch * self.batches_per_epoch)
+        for scheduler in self.schedulers:
+            scheduler.last_epoch = self.position.epoch
+
+    # --- training ------------------------------------------------------------------------------
+
+    def _loader(self) -> DataLoader:
+        sampler = EpochBatches(
+            len(self.dataset), self.batch_size, self.seed, self.position.epoch, self.position.batch
+        )
+        return DataLoader(
+            self.dataset,
+            batch_sampler=sampler,
+            num_workers=self.num_workers,
+            pin_memory=self.device.type == "cuda",
+        )
+
+    def step(self, batch: dict[str, Any]) -> tuple[dict[str, float], dict[str, torch.Tensor] | None]:
+        """One optimisation step; returns the losses and the generated tensors (None if skipped)."""
+        source = batch["source"].to(self.device)
+        driving = batch["driving"].to(self.device)
+        transform = self.tp["transform_params"]
+        warp = RandomWarp.sample(
+            source.shape[0],
+            transform["sigma_affine"],
+            transform.get("sigma_tps"),
+            transform.get("points_tps"),
+            generator=self.warps,
+        )
+        weights = warp.weights if warp.weights is not None else torch.zeros(source.shape[0], 1, 2)
+        losses, generated = self.generator_objective(source, driving, warp.affine.to(self.device), weights.to(self.device))
+        losses = {k: v.mean() for k, v in losses.items()}
+        total = sum(v for k, v in losses.items() if k not in METRIC_ONLY)
+        assert isinstance(total, torch.Tensor)
+        values = {k: float(v.detach()) for k, v in losses.items()}
+        values["total"] = float(total.detach())
+        if not self.guard.accept(values["total"]):
+            return values, None
+        total.backward()
+        self.opt_generator.step()
+        self.opt_kp_detector.step()
+        self.opt_generator.zero_grad(set_to_none=True)
+        self.opt_kp_detector.zero_grad(set_to_none=True)
+        if self.train_discriminator:
+            d_losses = self.discriminator_objective(driving, generated["prediction"], generated["kp_driving"])
+            d_loss = d_losses["discriminator_gan"].mean()
+            if math.isfinite(float(d_loss.detach())):
+                d_loss.backward()
+                self.opt_discriminator.step()
+            self.opt_discriminator.zero_grad(set_to_none=True)
+            values["discriminator_gan"] = float(d_loss.detach())
+        return values, generated
+
+    def run(
+        self,
+        steps: int | None = None,
+        epochs: int | None = None,
+        log_every: int = 50,
+        grid_every: int = 500,
+        checkpoint_every: int = 1000,
+        on_progress: ProgressCallback | None = None,
+        progress_bar: bool = True,
+    ) -> Path:
+        """Train until ``steps`` optimisation steps or ``epochs`` epochs in total; returns the checkpoint."""
+        per_epoch = self.batches_per_epoch
+        if steps is None:
+            steps = (epochs if epochs is not None else self.tp["num_epochs"]) * per_epoch
+        elif epochs is not None:
+            steps = min(steps, epochs * per_epoch)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        log = _CsvLog(self.out_dir / "log.csv")
+        totals: dict[str, float] = {}
+        count = 0
+        started = time.perf_counter()
+        bar = tqdm(total=steps, initial=min(self.position.step, steps), disable=not progress_bar, unit="step")
+        try:
+            while self.position.step < steps:
+                for batch in self._loader():
+                    values, generated = self.step(batch)
+                    pos = self.position
+                    pos.step += 1
+                    pos.batch += 1
+                    for k, v in values.items():
+                        totals[k] = totals.get(k, 0.0) + v
+                    count += 1
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{values['total']:.3f}", l1=f"{values['l1']:.4f}")
+                    if on_progress is not None:
+                        on_progress(pos.step, steps, values)
+                    if pos.step % log_every == 0 or pos.step == steps:
+                        elapsed = time.perf_counter() - started
+                        log.write(self._log_row(totals, count, elapsed))
+                        totals, count, started = {}, 0, time.perf_counter()
+                    if generated is not None and grid_every and pos.step % grid_every == 0:
+                        grid = training_grid(batch["source"], batch["driving"], generated)
+                        save_grid(self.out_dir / "grids" / f"step-{pos.step:07d}.png", grid)
+                    if checkpoint_every and pos.step % checkpoint_every == 0 and pos.step < steps:
+                        self.save()
+                    if pos.step >= steps:
+                        break
+                if self.position.batch >= per_epoch:
+                    self.position.epoch += 1
+                    self.position.batch = 0
+                    for scheduler in self.schedulers:
+                        scheduler.step()
+        except KeyboardInterrupt:
+            self.save()
+            raise
+        finally:
+            bar.close()
+        return self.save()
+
+    def _log_row(self, totals: dict[str, float], count: int, elapsed: float) -> dict[str, Any]:
+        row: dict[str, Any] = {
+            "step": self.position.step,
+            "epoch": self.position.epoch,
+            "lr_generator": self.opt_generator.param_groups[0]["lr"],
+        }
+        row.update({k: round(v / max(count, 1), 6) for k, v in totals.items()})
+        row["skipped"] = self.guard.skipped
+        row["seconds_per_step"] = round(elapsed / max(count, 1), 4)
+        return row
+
+
+class _CsvLog:
+    """Appends rows to a CSV, keeping the columns of the first row (new keys are dropped)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.fields: list[str] | None = None
+        if path.is_file() and path.stat().st_size:
+            with path.open(newline="", encoding="utf-8") as handle:
+                self.fields = next(csv.reader(handle), None)
+
+    def write(self, row: dict[str, Any]) -> None:
+        new = self.fields is None
+        if self.fields is None:
+            self.fields = list(row)
+        with self.path.open("a", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=self.fields, extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+
+
+def train(
+    config: str | Path | fomm_config.FommConfig | None,
+    data: Path,
+    checkpoint: str | Path | None = None,
+    out_dir: Path = Path("runs/train"),
+    vgg_weights: Path | None = None,
+    steps: int | None = None,
+    epochs: int | None = None,
+    device: str = "auto",
+    seed: int = 0,
+    batch_size: int | None = None,
+    num_workers: int = 0,
+    log_every: int = 50,
+    grid_every: int = 500,
+    checkpoint_every: int = 1000,
+    on_progress: ProgressCallback | None = None,
+    progress_bar: bool = True,
+) -> Path:
+    """Train (or resume from ``checkpoint``) and return the path of the final checkpoint.
+
+    ``config`` may be omitted when resuming from a checkpoint that stores its config.
+    ``steps``/``epochs`` are totals counted from the start of training, not from the resume point.
+    """
+    data_ckpt: dict | None = None
+    source: Path | None = None
+    if checkpoint is not None:
+        source = resolve_checkpoint(checkpoint)
+        data_ckpt = read_checkpoint(source)
+    stored = data_ckpt.get("config") if data_ckpt is not None else None
+    cfg = _load_config(config, stored if isinstance(stored, dict) else None)
+    trainer = Trainer(cfg, Path(data), Path(out_dir), vgg_weights, device, seed, num_workers, batch_size)
+    if data_ckpt is not None and source is not None:
+        trainer.restore(data_ckpt, source)
+    return trainer.run(
+        steps=steps,
+        epochs=epochs,
+        log_every=log_every,
+        grid_every=grid_every,
+        checkpoint_every=checkpoint_every,
+        on_progress=on_progress,
+        progress_bar=progress_bar,
+    )

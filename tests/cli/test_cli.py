@@ -1,0 +1,83 @@
+"""The ``animatica`` command as a user runs it: exit codes, one-line errors, no partial output."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import TINY_FOMM_CONFIG
+
+
+def run(*args: str, home: Path) -> subprocess.CompletedProcess:
+    env = {"ANIMATICA_HOME": str(home), "PATH": "/usr/bin:/bin"}
+    return subprocess.run(
+        [sys.executable, "-m", "animatica.cli", *args], capture_output=True, text=True, env=env, timeout=300
+    )
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("animatica: error: ")
+    assert "Traceback" not in proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_animate_writes_video(tiny_fomm_checkpoint, test_image, test_video, tmp_path, animatica_home) -> None:
+    out = tmp_path / "out.mp4"
+    proc = run("animate", "-s", str(test_image), "-d", str(test_video), "-o", str(out),
+               "--checkpoint", str(tiny_fomm_checkpoint), home=animatica_home)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "wrote" in proc.stdout and "12 frames" in proc.stdout and "with audio" in proc.stdout
+    assert out.stat().st_size > 0
+
+
+def test_corrupt_driving_video(tiny_fomm_checkpoint, test_image, tmp_path, animatica_home) -> None:
+    bad = tmp_path / "clip.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40)
+    out = tmp_path / "out.mp4"
+    proc = run("animate", "-s", str(test_image), "-d", str(bad), "-o", str(out),
+               "--checkpoint", str(tiny_fomm_checkpoint), home=animatica_home)  # fmt: skip
+    assert_one_line_error(proc, "clip.mp4")
+    assert list(tmp_path.iterdir()) == [bad]
+
+
+def test_missing_checkpoint_says_what_to_get(test_image, test_video, tmp_path, animatica_home) -> None:
+    proc = run("animate", "-s", str(test_image), "-d", str(test_video), "-o", str(tmp_path / "o.mp4"),
+               "--checkpoint", str(tmp_path / "vox-cpk.pth.tar"), home=animatica_home)  # fmt: skip
+    assert_one_line_error(proc, "not found", "vox-cpk.pth.tar")
+
+
+def test_unwritable_output(tiny_fomm_checkpoint, test_image, test_video, tmp_path, animatica_home) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where a folder should be")
+    proc = run("animate", "-s", str(test_image), "-d", str(test_video), "-o", str(blocker / "out.mp4"),
+               "--checkpoint", str(tiny_fomm_checkpoint), home=animatica_home)  # fmt: skip
+    assert_one_line_error(proc)
+
+
+def test_checkpoint_inspect_json(tiny_fomm_checkpoint, animatica_home) -> None:
+    proc = run("checkpoint", "inspect", str(tiny_fomm_checkpoint), "--json", home=animatica_home)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["num_kp"] == 5 and report["has_config"] is True
+    assert report["fits_builtin_configs"] == []
+
+
+@pytest.mark.slow
+def test_bench_prints_one_json_line(tmp_path, animatica_home) -> None:
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(TINY_FOMM_CONFIG))
+    proc = run("bench", "--engine", "fomm", "--size", "64", "--frames", "4", "--batch-size", "2",
+               "--config", str(config), "--json", home=animatica_home)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 1
+    result = json.loads(lines[0])
+    assert result["engine"] == "fomm" and result["size"] == 64 and result["device"] == "cpu"
+    assert result["ms_per_frame"] > 0 and result["precision"] in ("fp32", "bf16")

@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data
+
+from animatica.demo import FACE_BOX, demo_source, write_demo_driving, write_demo_inputs
+from animatica.media.probe import probe
+from animatica.media.reader import iter_frames, read_image
+
+
+def test_demo_source_is_the_astronaut_face() -> None:
+    source = demo_source()
+    assert source.shape == (240, 240, 3) and source.dtype == np.uint8
+    left, top, right, bottom = FACE_BOX
+    assert np.array_equal(source, data.astronaut()[top:bottom, left:right])
+    # Skin in the middle of the crop (red over green over blue), i.e. the face is centred.
+    r, g, b = source[100:140, 100:140].reshape(-1, 3).mean(axis=0)
+    assert r > g > b
+
+
+def test_short_driving_video_is_deterministic(tmp_path: Path) -> None:
+    first = write_demo_driving(tmp_path / "a.mp4", seconds=0.4, fps=10, size=64)
+    second = write_demo_driving(tmp_path / "b.mp4", seconds=0.4, fps=10, size=64)
+    assert first.read_bytes() == second.read_bytes()
+    assert sorted(os.listdir(tmp_path)) == ["a.mp4", "b.mp4"]
+
+
+def test_bad_arguments(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="seconds > 0"):
+        write_demo_driving(tmp_path / "x.mp4", seconds=0)
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.slow
+def test_demo_inputs(tmp_path: Path) -> None:
+    source, driving = write_demo_inputs(tmp_path / "demo")
+    assert (source.name, driving.name) == ("source.png", "driving.mp4")
+    assert np.array_equal(read_image(source), demo_source())
+
+    info = probe(driving)
+    assert (info.kind, info.width, info.height, info.fps, info.frame_count) == ("video", 256, 256, 25.0, 100)
+    with av.open(str(driving)) as container:
+        audio = container.streams.audio[0]
+        assert audio.codec_context.name == "aac" and audio.rate == 44100
+        assert float(audio.duration * audio.time_base) == pytest.approx(4.0, abs=0.05)
+
+    frames = np.stack(list(iter_frames(driving))).astype(np.float32)
+    reference = np.asarray(Image.fromarray(demo_source()).resize((256, 256), Image.Resampling.BICUBIC))
+    assert np.abs(frames[0] - reference).mean() < 6  # the clip starts in the photo's own pose
+    from_start = np.abs(frames - frames[0]).mean(axis=(1, 2, 3))
+    steps = np.abs(np.diff(frames, axis=0)).mean(axis=(1, 2, 3))
+    assert from_start.max() > 8  # the head really moves
+    assert steps.max() < from_start.max() / 3  # and moves smoothly, not in jumps
+    # The background corner barely moves: the motion is the head's, not a camera shake.
+    assert np.abs(frames[:, :20, :20] - frames[0, :20, :20]).mean() < from_start.max() / 4
+
+    stamps = (source.stat().st_mtime_ns, driving.stat().st_mtime_ns)
+    assert write_demo_inputs(tmp_path / "demo") == (source, driving)
+    assert (source.stat().st_mtime_ns, driving.stat().st_mtime_ns) == stamps  # reused
+    assert sorted(os.listdir(tmp_path / "demo")) == ["driving.mp4", "source.png"]
