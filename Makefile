@@ -16,8 +16,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+# The demo animation first (prints where it is), then the service on the embedded defaults.
 run: $(STAMP)
 	$(VENV)/bin/animatica demo
+	$(VENV)/bin/animatica serve --host $(HOST) --port $(PORT)
 
 test: $(STAMP)
 	$(PY) -m pytest

@@ -10,6 +10,7 @@ The driving clip is the astronaut photo that scikit-image ships, cropped to the 
 """
 
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -67,7 +68,7 @@ def run(source: np.ndarray, driving: np.ndarray, size_label: int) -> dict[str, o
         "fps": round(1000 / ms, 1),
         "precision": "fp32",
         "device": "cpu",
-        "machine": f"{platform.machine()} {platform.processor() or ''} {torch.get_num_threads()} threads".strip(),
+        "machine": f"{platform.machine()} {os.cpu_count()} cpus, torch {torch.__version__}",
         "python": sys.version.split()[0],
     }
 

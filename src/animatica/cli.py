@@ -23,6 +23,8 @@ app = typer.Typer(
 )
 checkpoint_app = typer.Typer(help="Inspect FOMM checkpoints.", no_args_is_help=True)
 app.add_typer(checkpoint_app, name="checkpoint")
+users_app = typer.Typer(help="Administer the service's user accounts.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -203,6 +205,62 @@ def demo(
     finally:
         bar.close()
     typer.echo(f"demo source:  {source}\ndemo driving: {driving}\nanimation:    {result.output}")
+
+
+@app.command()
+@user_errors
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Run the web service (API, docs at /docs) with the in-process worker."""
+    from animatica.service import serve as run_service
+
+    typer.echo(f"Animatica is serving on http://{host}:{port} (API docs: http://{host}:{port}/docs)", err=True)
+    run_service(host=host, port=port)
+
+
+@users_app.command("grant")
+@user_errors
+def users_grant(
+    username: Annotated[str, typer.Argument()],
+    credits: Annotated[int, typer.Argument(help="Credits to add (negative takes back, never below 0).")],
+) -> None:
+    """Give a user credits (a ledger row; the balance is derived from the ledger)."""
+    from animatica.service import grant_credits
+
+    balance = grant_credits(username, credits)
+    typer.echo(f"{username}: {balance} credits")
+
+
+@users_app.command("list")
+@user_errors
+def users_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List the accounts with their plan, credits and state."""
+    from dataclasses import asdict
+
+    from animatica.service import list_users
+
+    users = list_users()
+    if as_json:
+        typer.echo(json.dumps([asdict(u) for u in users]))
+        return
+    for u in users:
+        state = "disabled" if u.disabled else "active"
+        typer.echo(f"{u.id:>5}  {u.username:<24} {u.plan_id:<10} {u.credits:>6} credits  {state}")
+
+
+@users_app.command("disable")
+@user_errors
+def users_disable(
+    username: Annotated[str, typer.Argument()],
+    enable: Annotated[bool, typer.Option("--enable", help="Enable the account again instead.")] = False,
+) -> None:
+    """Disable an account (and sign it out everywhere), or enable it again."""
+    from animatica.service import disable_user
+
+    disable_user(username, disabled=not enable)
+    typer.echo(f"{username}: {'enabled' if enable else 'disabled'}")
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ depends only on its own driving frame, the source and the initial frame.
 
 import time
 from fractions import Fraction
+from itertools import islice
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,11 @@ class AnimationRequest:
     precision: str = "auto"
     batch_size: int = 4
     engine_options: dict[str, Any] = field(default_factory=dict)  # engine-specific extras
+    # A segment of the driving video: frames [start, stop) only. Relative motion is still measured
+    # from the whole video's initial frame, so segments joined in order equal one whole run.
+    start: int = 0
+    stop: int | None = None
+    keep_audio: bool = True  # segments are written silent; the join adds the sound once
 
 
 @dataclass
@@ -148,6 +154,8 @@ def animate(
     check_writable(output)
     if request.batch_size < 1:
         raise AnimaticaError("--batch-size must be at least 1")
+    if request.start < 0 or (request.stop is not None and request.stop < request.start):
+        raise AnimaticaError(f"bad frame range [{request.start}, {request.stop})")
 
     report(Progress("load", 0, driving_info.frame_count, 0.0, None))
     name = choose_engine(request.engine, request.checkpoint)
@@ -160,11 +168,14 @@ def animate(
     state = engine.prepare(source, initial)
     fps = driving_info.frame_rate or Fraction(25)  # exact, e.g. 30000/1001; frame folders get 25
     total = driving_info.frame_count
+    if total is not None:
+        total = max(0, min(total, request.stop if request.stop is not None else total) - request.start)
     done = 0
     animate_started = time.perf_counter()
-    audio = Path(request.driving) if driving_info.has_audio else None
+    audio = Path(request.driving) if driving_info.has_audio and request.keep_audio else None
+    frames = islice(_frames(request, engine, driving_info), request.start, request.stop)
     with open_writer(output, fps, audio_from=audio) as writer:
-        for chunk in iter_chunks(_frames(request, engine, driving_info), request.batch_size):
+        for chunk in iter_chunks(frames, request.batch_size):
             if cancelled():
                 raise Cancelled("the animation was canceled")
             writer.write_chunk(engine.animate(state, chunk))

@@ -6,7 +6,14 @@ import pytest
 from animatica.errors import MediaError
 from animatica.face.analyzer import NoFaceError
 from animatica.face.best_frame import find_best_frame
-from animatica.face.crop import crop_box, crop_frames_iter, crop_image, crop_image_file, crop_video, track_boxes
+from animatica.face.crop import (
+    crop_box,
+    crop_frames_iter,
+    crop_image,
+    crop_image_file,
+    crop_video,
+    track_boxes,
+)
 from animatica.face.metrics import face_metrics
 from animatica.media.reader import iter_frames, read_image
 from animatica.media.writer import open_writer
@@ -77,7 +84,12 @@ def test_crop_video_and_image_files(tmp_path, drifting, astronaut) -> None:
     assert read_image(tmp_path / "face_crop.jpg").shape == (200, 200, 3)
     with pytest.raises(MediaError):
         crop_image_file(photo, tmp_path / "face_crop.nope", 200)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["crop.mp4", "drive.mp4", "face.png", "face_crop.jpg"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "crop.mp4",
+        "drive.mp4",
+        "face.png",
+        "face_crop.jpg",
+    ]
 
 
 def test_crop_without_a_face(astronaut) -> None:
@@ -104,3 +116,14 @@ def test_metrics_identical_and_shifted(astronaut, mover) -> None:
     missing = face_metrics([clip[0], blank, blank], [clip[0], clip[1], blank], with_identity=False)
     assert missing.mkr == pytest.approx(0.5)
     assert missing.matched == 1
+
+
+def test_crop_sizes_and_path_input(tmp_path, drifting, astronaut) -> None:
+    video = tmp_path / "drive.mp4"
+    with open_writer(video, 25) as writer:
+        for frame in drifting[:6]:
+            writer.write(frame)
+    own = list(crop_frames_iter(video, None, every=2))
+    assert len(own) == 6 and len({f.shape for f in own}) == 1 and own[0].shape[0] > 100
+    assert crop_image(astronaut, (64, 80)).shape == (64, 80, 3)
+    assert crop_image(astronaut, None).shape[0] == crop_image(astronaut, None).shape[1] > 100

@@ -186,7 +186,7 @@ class DlibFaceAnalyzer:
     def landmarks(self, image: np.ndarray, box: FaceBox) -> np.ndarray:
         image = as_rgb(image)
         factor = self.landmark_width / max(box.width, 1.0)
-        if factor <= 1.2:
+        if factor <= 1.5:
             return _points(models.shape_predictor_68()(image, _rect(box)))
         # Enlarge a region around the face, predict there, map back.
         h, w = image.shape[:2]

@@ -104,29 +104,49 @@ def _smooth(values: np.ndarray, sigma: float) -> np.ndarray:
     return gaussian_filter1d(extended, sigma, axis=0, mode="nearest")[pad : pad + len(values)]
 
 
-def cut(frame: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
-    """The square ``box`` of ``frame`` resized to ``size`` x ``size`` (sub-pixel accurate)."""
+Size = int | tuple[int, int] | None  # side, (height, width), or None for the crop's own size
+
+
+def _output_size(size: Size, side: float) -> tuple[int, int]:
+    """(width, height) of the output; ``None`` keeps the crop at its own resolution."""
+    if size is None:
+        n = max(1, round(side))
+        return n, n
+    if isinstance(size, int):
+        return size, size
+    return size[1], size[0]
+
+
+def cut(frame: np.ndarray, box: np.ndarray, size: Size) -> np.ndarray:
+    """The square ``box`` of ``frame`` resized to ``size`` (sub-pixel accurate)."""
     cx, cy, side = box
     area = (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
-    return np.asarray(Image.fromarray(frame).resize((size, size), Image.BICUBIC, box=area))
+    return np.asarray(Image.fromarray(frame).resize(_output_size(size, side), Image.BICUBIC, box=area))
 
 
 def crop_frames_iter(
-    open_frames: Callable[[], Iterable[np.ndarray]], size: int = 256, **options: object
+    frames: Path | Callable[[], Iterable[np.ndarray]], size: Size = 256, **options: object
 ) -> Iterator[np.ndarray]:
-    """Cropped frames of a video, computed on the fly from a re-openable frame source.
+    """Cropped frames of a video, computed on the fly in two passes over the input.
 
-    ``open_frames`` is called twice (boxes first, then cropping), so it must return a fresh
-    iterator each time, e.g. ``lambda: iter_frames(path)``. Options are those of ``track_boxes``.
+    ``frames`` is a video path, or a callable returning a fresh frame iterator each time (it is
+    called twice: boxes first, then cropping). ``size`` None keeps one output size for the whole
+    video: the median crop side. Options are those of ``track_boxes``.
     """
+    open_frames = (lambda: iter_frames(frames)) if isinstance(frames, Path) else frames
+    if isinstance(frames, Path):
+        options.setdefault("what", f"the video {frames.name}")
     boxes = track_boxes(open_frames(), **options)  # type: ignore[arg-type]
+    if size is None:
+        side = max(1, round(float(np.median(boxes[:, 2]))))
+        size = side
     for frame, box in zip(open_frames(), boxes, strict=False):
         yield cut(frame, box, size)
 
 
 def crop_image(
     image: np.ndarray,
-    size: int = 256,
+    size: Size = 256,
     *,
     scale: float = DEFAULT_SCALE,
     offset: tuple[float, float] = DEFAULT_OFFSET,

@@ -25,7 +25,7 @@ from animatica.errors import MediaError
 
 # Sample rates the AAC encoder accepts; anything else is resampled to 48 kHz.
 _AAC_RATES = frozenset({96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000})
-_BITRATE_PER_CHANNEL = 96_000
+_BITRATE_PER_CHANNEL = 64_000  # 128 kb/s stereo: transparent for speech, cheap to encode
 
 
 class AudioCarrier:

@@ -17,6 +17,7 @@ import av
 import av.container
 import av.video.stream
 import numpy as np
+from av.video.reformatter import VideoReformatter
 from PIL import Image
 
 from animatica.errors import MediaError
@@ -119,6 +120,7 @@ def _iter_video(info: MediaInfo) -> Iterator[np.ndarray]:
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"  # frame + slice threads; memory stays bounded by the thread count
+        reformatter = VideoReformatter()  # reused: setting one up per frame costs more than converting
         index = 0
         last_end: float | None = None
         try:
@@ -128,7 +130,8 @@ def _iter_video(info: MediaInfo) -> Iterator[np.ndarray]:
                         f"{path} has more than {limit:,} frames; trim the video or raise "
                         "ANIMATICA_MAX_VIDEO_FRAMES."
                     )
-                pixels = frame.to_ndarray(format="rgb24", src_color_range=frame.color_range or None)
+                rgb = reformatter.reformat(frame, format="rgb24", src_color_range=frame.color_range or None)
+                pixels = rgb.to_ndarray()
                 quarters = rotation_quarters(frame.rotation)
                 if quarters:
                     pixels = np.ascontiguousarray(np.rot90(pixels, quarters))

@@ -23,7 +23,7 @@ import av
 import av.container
 import av.video.stream
 import numpy as np
-from av.video.reformatter import ColorRange, Colorspace
+from av.video.reformatter import ColorRange, Colorspace, VideoReformatter
 from PIL import Image
 
 from animatica.errors import MediaError
@@ -239,6 +239,8 @@ class VideoWriter(_AtomicWriter):
         self._container: av.container.OutputContainer | None = None
         self._stream: av.video.stream.VideoStream | None = None
         self._audio: AudioCarrier | None = None
+        # One converter for the whole video: a fresh one per frame re-initialises swscale (~2 ms).
+        self._reformatter = VideoReformatter()
 
     def _start(self) -> None:
         assert self._size is not None
@@ -269,7 +271,8 @@ class VideoWriter(_AtomicWriter):
         if height % 2 or width % 2:
             frame = np.pad(frame, ((0, height % 2), (0, width % 2), (0, 0)), mode="edge")
         rgb = av.VideoFrame.from_ndarray(frame, format="rgb24")
-        yuv = rgb.reformat(
+        yuv = self._reformatter.reformat(
+            rgb,
             format="yuv420p",
             dst_colorspace=Colorspace.ITU709,
             dst_color_range=ColorRange.MPEG,

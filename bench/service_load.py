@@ -1,0 +1,155 @@
+"""Job-status latency under load: 50 clients poll while jobs are being submitted.
+
+    python bench/service_load.py [--clients 50] [--seconds 20] [--submitters 2] [--json]
+
+Starts `animatica serve` in a child process on a free localhost port with a temporary
+ANIMATICA_HOME (SQLite, local files, in-process worker), signs up users, then for a bounded time
+runs N polling clients (GET /api/v1/animations/{id}) beside a few submitters that keep posting
+new jobs. Reports status-request latency percentiles and throughput. Traffic goes to 127.0.0.1 only,
+and every loop stops by itself.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from animatica.bench import machine
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def wait_ready(base: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient() as client:
+        while time.monotonic() < deadline:
+            try:
+                if (await client.get(f"{base}/healthz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.2)
+    raise RuntimeError("the service did not start")
+
+
+async def login(client: httpx.AsyncClient, base: str, username: str) -> str:
+    password = "correct horse battery"
+    await client.post(f"{base}/api/v0/auth/signup", json={"username": username, "password": password})
+    r = await client.post(f"{base}/api/v0/auth/login", json={"username": username, "password": password})
+    r.raise_for_status()
+    return r.json()["access_token"]
+
+
+async def submit(client: httpx.AsyncClient, base: str, token: str, source: Path, driving: Path) -> str | None:
+    files = {
+        "source_image": (source.name, source.read_bytes(), "image/png"),
+        "driving_video": (driving.name, driving.read_bytes(), "video/mp4"),
+    }
+    r = await client.post(
+        f"{base}/api/v1/animations", files=files, headers={"Authorization": f"Bearer {token}"}, timeout=60
+    )
+    return r.json().get("id") if r.status_code == 202 else None
+
+
+async def run(args: argparse.Namespace, base: str, source: Path, driving: Path) -> dict:
+    limits = httpx.Limits(max_connections=args.clients + args.submitters + 4)
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+        tokens = [await login(client, base, f"bench{i}") for i in range(args.submitters)]
+        first = [await submit(client, base, t, source, driving) for t in tokens]
+        job_ids = [(t, j) for t, j in zip(tokens, first, strict=True) if j]
+        if not job_ids:
+            raise RuntimeError("no job could be submitted")
+        latencies: list[float] = []
+        errors = 0
+        submitted = len(job_ids)
+        stop_at = time.monotonic() + args.seconds
+
+        async def poller(i: int) -> None:
+            nonlocal errors
+            token, job = job_ids[i % len(job_ids)]
+            headers = {"Authorization": f"Bearer {token}"}
+            while time.monotonic() < stop_at:
+                t0 = time.perf_counter()
+                r = await client.get(f"{base}/api/v1/animations/{job}", headers=headers)
+                latencies.append(time.perf_counter() - t0)
+                errors += r.status_code != 200
+                await asyncio.sleep(args.interval)
+
+        async def submitter(token: str) -> None:
+            nonlocal submitted
+            while time.monotonic() < stop_at:
+                if await submit(client, base, token, source, driving):
+                    submitted += 1
+                await asyncio.sleep(1.0)
+
+        started = time.monotonic()
+        await asyncio.gather(*(poller(i) for i in range(args.clients)), *(submitter(t) for t in tokens))
+        elapsed = time.monotonic() - started
+    ms = sorted(x * 1000 for x in latencies)
+
+    def pct(p: float) -> float:
+        return round(ms[min(len(ms) - 1, int(p / 100 * len(ms)))], 1)
+
+    return {
+        "bench": "service_load",
+        "clients": args.clients,
+        "seconds": round(elapsed, 1),
+        "requests": len(ms),
+        "requests_per_s": round(len(ms) / elapsed, 1),
+        "errors": errors,
+        "jobs_submitted": submitted,
+        "p50_ms": pct(50),
+        "p95_ms": pct(95),
+        "p99_ms": pct(99),
+        "mean_ms": round(statistics.fmean(ms), 1),
+        "machine": machine(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--submitters", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--interval", type=float, default=0.05, help="pause between one client's polls")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    from animatica.demo import write_demo_inputs
+
+    with tempfile.TemporaryDirectory() as home:
+        env = {**os.environ, "ANIMATICA_HOME": home, "ANIMATICA_FREE_CREDITS": "1000"}
+        source, driving = write_demo_inputs(Path(home) / "inputs")
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        server = subprocess.Popen(
+            [sys.executable, "-m", "animatica.cli", "serve", "--port", str(port)],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            asyncio.run(wait_ready(base))
+            result = asyncio.run(run(args, base, source, driving))
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    if not args.json:
+        for key, value in result.items():
+            print(f"{key}: {value}")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
