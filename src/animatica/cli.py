@@ -209,6 +209,30 @@ def demo(
 
 @app.command()
 @user_errors
+def crop(
+    input: Annotated[Path, typer.Argument(help="A driving video (or folder of frames) or a photo.")],
+    output: Annotated[Path, typer.Argument(help="Output .mp4 / folder for a video, .png/.jpg for a photo.")],
+    size: Annotated[int, typer.Option(help="Side of the square output.")] = 256,
+    scale: Annotated[float, typer.Option(help="Crop side relative to the face box.")] = 1.8,
+    offset_x: Annotated[float, typer.Option(help="Horizontal shift of the crop centre, in crop sides.")] = 0.0,
+    offset_y: Annotated[float, typer.Option(help="Vertical shift of the crop centre, in crop sides (negative: up).")] = -0.1,
+    face_index: Annotated[int | None, typer.Option(help="Which face, counted from the left.")] = None,
+) -> None:
+    """Crop a video (a smoothed face track) or a photo to a square around the face."""
+    from animatica.face.crop import crop_image_file, crop_video
+    from animatica.media.probe import probe
+
+    options = {"scale": scale, "offset": (offset_x, offset_y), "face_index": face_index}
+    if probe(input).kind == "image":
+        crop_image_file(input, output, size, **options)
+        typer.echo(f"wrote {output}")
+    else:
+        frames = crop_video(input, output, size, **options)
+        typer.echo(f"wrote {output} ({frames} frames)")
+
+
+@app.command()
+@user_errors
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,

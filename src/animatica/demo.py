@@ -13,6 +13,7 @@ import os
 import secrets
 import tempfile
 import wave
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -98,11 +99,32 @@ def _frame_times(seconds: float, fps: int) -> list[float]:
     return [index / fps for index in range(max(1, round(seconds * fps)))]
 
 
-def _voice_like_audio(seconds: float) -> np.ndarray:
+def demo_driving_frames(seconds: float = 4.0, fps: int = 25, size: int = 256) -> Iterator[np.ndarray]:
+    """The demo driving frames, ``(size, size, 3)`` uint8, ``round(seconds * fps)`` of them.
+
+    Pure arithmetic on the shipped photo, so the same arguments give the same pixels on any
+    machine (the encoded file is not byte-identical across runs: x264's output may vary).
+    """
+    if seconds <= 0 or fps <= 0 or size < 16:
+        raise ValueError(f"need seconds > 0, fps > 0 and size >= 16, got {seconds}, {fps}, {size}")
+    photo = np.pad(data.astronaut(), ((_BORDER, _BORDER), (_BORDER, _BORDER), (0, 0)), mode="edge")
+    planes = [np.ascontiguousarray(photo[:, :, c], dtype=np.float32) for c in range(3)]
+    x, y = _output_grid(size)
+    weight = _motion_weight(x, y)
+    for t in _frame_times(seconds, fps):
+        src_x, src_y = _sample_points(t, seconds, x, y, weight)
+        where = [src_y + _BORDER, src_x + _BORDER]
+        channels = [
+            ndimage.map_coordinates(plane, where, order=1, mode="nearest") for plane in planes
+        ]  # bilinear
+        yield np.clip(np.rint(np.stack(channels, axis=-1)), 0, 255).astype(np.uint8)
+
+
+def demo_voice(seconds: float) -> np.ndarray:
     """A soft hummed "speech" track: a gliding 170 Hz voice with harmonics in syllable bursts.
 
     Syllables come about four times a second with a rest every second beat, so the sound has
-    the rhythm of talking without being anyone's voice. Mono float in [-1, 1].
+    the rhythm of talking without being anyone's voice. Mono float64 in [-1, 1] at 44.1 kHz.
     """
     t = np.arange(round(seconds * _AUDIO_RATE)) / _AUDIO_RATE
     pitch = 170.0 + 20.0 * np.sin(2 * np.pi * 0.5 * t) + 4.0 * np.sin(2 * np.pi * 5.5 * t)
@@ -127,27 +149,19 @@ def _write_wav(path: Path, samples: np.ndarray) -> None:
 def write_demo_driving(path: Path, seconds: float = 4.0, fps: int = 25, size: int = 256) -> Path:
     """Write the demo driving video (H.264 MP4 with AAC sound) to ``path`` and return it.
 
-    The same arguments always give the same frames and sound. The file appears atomically.
+    The frames are ``demo_driving_frames`` and the sound ``demo_voice``, both deterministic.
+    The file appears atomically.
     """
-    if seconds <= 0 or fps <= 0 or size < 16:
-        raise ValueError(f"need seconds > 0, fps > 0 and size >= 16, got {seconds}, {fps}, {size}")
     path = Path(path)
-    photo = np.pad(data.astronaut(), ((_BORDER, _BORDER), (_BORDER, _BORDER), (0, 0)), mode="edge")
-    planes = [np.ascontiguousarray(photo[:, :, c], dtype=np.float32) for c in range(3)]
-    x, y = _output_grid(size)
-    weight = _motion_weight(x, y)
+    frames = demo_driving_frames(seconds, fps, size)  # validates the arguments before any file exists
+    first = next(frames)
     with tempfile.TemporaryDirectory(prefix="animatica-demo-") as scratch:
         sound = Path(scratch) / "voice.wav"
-        _write_wav(sound, _voice_like_audio(seconds))
+        _write_wav(sound, demo_voice(seconds))
         with VideoWriter(path, fps, audio_from=sound) as writer:
-            for t in _frame_times(seconds, fps):
-                src_x, src_y = _sample_points(t, seconds, x, y, weight)
-                where = [src_y + _BORDER, src_x + _BORDER]
-                channels = [
-                    ndimage.map_coordinates(plane, where, order=1, mode="nearest")  # bilinear
-                    for plane in planes
-                ]
-                writer.write(np.clip(np.rint(np.stack(channels, axis=-1)), 0, 255).astype(np.uint8))
+            writer.write(first)
+            for frame in frames:
+                writer.write(frame)
     return path
 
 

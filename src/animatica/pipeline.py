@@ -124,7 +124,7 @@ def _frame_at(frames: Iterator[np.ndarray], index: int, path: Path) -> np.ndarra
     raise AnimaticaError(f"--best-frame {index} is past the end of {path.name}")
 
 
-def _initial_index(request: AnimationRequest, engine: Engine, source: np.ndarray, info: MediaInfo) -> int:
+def _initial_index(request: AnimationRequest, info: MediaInfo) -> int:
     if request.best_frame is not None and request.find_best_frame:
         raise AnimaticaError("use either --best-frame N or --find-best-frame, not both")
     if request.best_frame is not None:
@@ -134,7 +134,8 @@ def _initial_index(request: AnimationRequest, engine: Engine, source: np.ndarray
     if request.find_best_frame:
         from animatica.face.best_frame import find_best_frame
 
-        return find_best_frame(source, _frames(request, engine, info))
+        # Normalised landmarks do not depend on framing, so the full-resolution inputs serve best.
+        return find_best_frame(read_image(request.source), iter_frames(info.path))
     return 0
 
 
@@ -161,7 +162,7 @@ def animate(
     name = choose_engine(request.engine, request.checkpoint)
     engine = load_engine(name, **_engine_options(request, name))
     source = _source(request, engine)
-    initial_index = _initial_index(request, engine, source, driving_info)
+    initial_index = _initial_index(request, driving_info)
     initial = _frame_at(_frames(request, engine, driving_info), initial_index, Path(request.driving))
 
     report(Progress("prepare", 0, driving_info.frame_count, 0.0, None))

@@ -76,6 +76,24 @@ class Settings(BaseSettings):
     job_max_attempts: int = Field(default=2, ge=1)
     input_retention_hours: float = Field(default=24.0, gt=0)
     result_retention_days: float = Field(default=7.0, gt=0)
+    # --- distributed mode (Celery); an empty broker_url keeps the in-process runner ---
+    broker_url: str = Field(
+        default="",
+        description="Celery broker (amqp://… RabbitMQ or redis://…); when set, jobs run on Celery workers.",
+    )
+    celery_queue: str = Field(default="animatica", description="Broker queue the workers consume.")
+    segment_seconds: float = Field(default=5.0, gt=0, description="Length of one segment of a job.")
+    segments_per_user: int = Field(
+        default=3, ge=1, description="Segments of one user queued or running at once, over all workers."
+    )
+    task_soft_time_limit: float = Field(
+        default=10800.0, gt=0, description="Seconds before a task is asked to stop."
+    )
+    task_time_limit: float = Field(default=11000.0, gt=0, description="Seconds before a task is killed.")
+    task_max_retries: int = Field(default=3, ge=0, description="Retries of a failed task, with backoff.")
+    broker_visibility_timeout: float = Field(
+        default=43200.0, gt=0, description="Redis: seconds before an unacknowledged task is redelivered."
+    )
     # --- service: operations ---
     log_format: Literal["json", "text"] = "json"
     log_level: str = "INFO"

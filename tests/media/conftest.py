@@ -47,6 +47,7 @@ def write_video(
     audio_rate: int = 44100,
     faststart: bool = False,
     rotation: int = 0,
+    audio_delay: float = 0.0,
 ) -> Path:
     """Encode ``frames`` flat-coloured frames (colour ``frame_colour(i)``) and optionally a tone."""
     rate = Fraction(rate)
@@ -72,20 +73,25 @@ def write_video(
         for packet in video.encode(None):
             container.mux(packet)
         if audio is not None and audio_seconds:
-            _encode_tone(container, audio, audio_seconds, audio_rate)
+            _encode_tone(container, audio, audio_seconds, audio_rate, audio_delay)
     return path
 
 
 def _encode_tone(
-    container: av.container.OutputContainer, stream: av.audio.stream.AudioStream, seconds: float, rate: int
+    container: av.container.OutputContainer,
+    stream: av.audio.stream.AudioStream,
+    seconds: float,
+    rate: int,
+    delay: float = 0.0,
 ) -> None:
     samples = tone(seconds, rate, 2)
     step = 1024
+    offset = round(delay * rate)
     for start in range(0, samples.shape[1], step):
         piece = np.ascontiguousarray(samples[:, start : start + step])
         frame = av.AudioFrame.from_ndarray(piece, format="fltp", layout="stereo")
         frame.sample_rate = rate
-        frame.pts = start
+        frame.pts = offset + start
         frame.time_base = Fraction(1, rate)
         for packet in stream.encode(frame):
             container.mux(packet)

@@ -135,6 +135,19 @@ def test_sound_from_a_wav_shorter_than_the_video(tmp_path: Path, kit: Kit) -> No
     assert audio["seconds"] == pytest.approx(0.4, abs=0.03)
 
 
+def test_sound_that_starts_late_stays_in_sync(tmp_path: Path, kit: Kit) -> None:
+    driving = kit.write_video(tmp_path / "late.mp4", frames=25, audio_seconds=0.5, audio_delay=0.4)
+    with VideoWriter(tmp_path / "v.mp4", 25, audio_from=driving) as writer:
+        for frame in _frames(25):  # 1 s of video
+            writer.write(frame)
+    with av.open(str(tmp_path / "v.mp4")) as container:
+        samples = np.concatenate([f.to_ndarray()[0] for f in container.decode(audio=0)])
+    rate = 44100
+    assert len(samples) == pytest.approx(0.9 * rate, abs=0.03 * rate)  # silence + tone, up to 0.9 s
+    assert np.sqrt(np.mean(samples[: int(0.35 * rate)] ** 2)) < 0.01  # silent before 0.4 s
+    assert np.sqrt(np.mean(samples[int(0.45 * rate) : int(0.85 * rate)] ** 2)) > 0.1  # the tone after
+
+
 def test_audio_from_a_silent_video_gives_no_audio_stream(tmp_path: Path, kit: Kit) -> None:
     silent = kit.write_video(tmp_path / "silent.mp4", frames=3)
     with VideoWriter(tmp_path / "v.mp4", 25, audio_from=silent) as writer:

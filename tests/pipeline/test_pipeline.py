@@ -102,3 +102,21 @@ def test_fomm_without_checkpoint_is_explained(test_image, test_video, tmp_path) 
     req = AnimationRequest(source=test_image, driving=test_video, output=tmp_path / "o.mp4", engine="fomm")
     with pytest.raises(AnimaticaError, match="needs --checkpoint"):
         animate(req)
+
+
+@pytest.mark.slow
+def test_crop_face_and_find_best_frame_with_fomm(tiny_fomm_checkpoint, tmp_path) -> None:
+    """The face toolkit feeds the FOMM engine: a real face photo, a driving clip made from it."""
+    from animatica.demo import write_demo_driving, write_demo_inputs
+
+    source, _ = write_demo_inputs(tmp_path / "inputs")
+    driving = write_demo_driving(tmp_path / "short.mp4", seconds=1.0, fps=10)
+    out = tmp_path / "out.mp4"
+    result = animate(
+        request(source, driving, out, tiny_fomm_checkpoint, crop_face=True, find_best_frame=True, batch_size=8)
+    )
+    frames, _, has_audio = read_video(out)
+    assert result.frames == len(frames) == 10 and has_audio
+    assert 0 <= result.initial_frame < 10
+    with pytest.raises(AnimaticaError, match="not both"):
+        animate(request(source, driving, tmp_path / "x.mp4", tiny_fomm_checkpoint, best_frame=1, find_best_frame=True))

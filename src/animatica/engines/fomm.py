@@ -42,9 +42,11 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
         return torch.bfloat16
     if precision != "auto":
         raise AnimaticaError(f"unknown precision '{precision}'; use auto, fp32 or bf16")
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
     from animatica.fomm.fast import bf16_is_fast
 
-    return torch.bfloat16 if bf16_is_fast(device) else torch.float32
+    return torch.bfloat16 if bf16_is_fast() else torch.float32
 
 
 def config_for_checkpoint(checkpoint: dict, path: Path, config: str | Path | None) -> fomm_config.FommConfig:
@@ -159,7 +161,7 @@ class FommEngine:
 
     def _to_tensor(self, frames: np.ndarray) -> torch.Tensor:
         """(N, H, W, 3) uint8 -> (N, 3, H, W) float in [0, 1] on the engine's device."""
-        t = torch.from_numpy(np.ascontiguousarray(frames)).to(self.networks.device)
+        t = torch.from_numpy(np.require(frames, requirements=["C", "W"])).to(self.networks.device)
         return t.permute(0, 3, 1, 2).float().div_(255.0)
 
     def _autocast(self):

@@ -106,7 +106,8 @@ class FastConv2d(nn.Module):
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor, padding: int):
         super().__init__()
-        self.register_buffer("weight", weight.detach().clone())
+        # Channels-last like the activations, or every call would convert it.
+        self.register_buffer("weight", _channels_last(weight.detach().clone()))
         self.register_buffer("bias", bias.detach().clone())
         self.padding = padding
         out_ch, in_ch, kh, kw = weight.shape
@@ -221,7 +222,7 @@ class SubPixelUpBlock(nn.Module):
         weight, bias = fold_batch_norm(block.conv, block.norm)
         out_ch, in_ch = weight.shape[:2]
         w = torch.einsum("atk,bsl,ockl->abocts", _SUBPIXEL_MIX, _SUBPIXEL_MIX, weight.double())
-        self.register_buffer("weight", w.reshape(4 * out_ch, in_ch, 2, 2).to(weight.dtype).contiguous())
+        self.register_buffer("weight", _channels_last(w.reshape(4 * out_ch, in_ch, 2, 2).to(weight.dtype)))
         self.register_buffer("bias", bias.repeat(4).clone())
         self.out_channels = out_ch
 

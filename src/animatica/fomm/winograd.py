@@ -110,7 +110,8 @@ _scratch = threading.local()
 
 # Tiles per block are chosen so that one block's transformed input fits in about this many bytes:
 # small enough for the per-core cache, large enough for an efficient batched product.
-BLOCK_BYTES = 1 << 21
+BLOCK_BYTES = 1 << 23
+_MAX_PADDED_BUFFERS = 8
 
 
 def _buffer(slot: int, numel: int, like: torch.Tensor) -> torch.Tensor:
@@ -124,9 +125,27 @@ def _buffer(slot: int, numel: int, like: torch.Tensor) -> torch.Tensor:
     return buf[:numel]
 
 
+def _padded_buffer(shape: tuple[int, int, int, int], pad: int, h: int, w: int, like: torch.Tensor) -> torch.Tensor:
+    """A reusable (N, Hp, Wp, C) buffer whose border around the (h, w) interior at ``pad`` is zero.
+
+    Only interiors are ever written, so a buffer found in the pool still has its zero border; the
+    pool keeps the few shapes a network uses.
+    """
+    pool: dict[tuple, torch.Tensor] = _scratch.__dict__.setdefault("padded", {})
+    key = (shape, pad, h, w, like.dtype, like.device)
+    buf = pool.pop(key, None)
+    if buf is None:
+        buf = like.new_zeros(shape)
+    pool[key] = buf  # most recently used last
+    while len(pool) > _MAX_PADDED_BUFFERS:
+        pool.pop(next(iter(pool)))
+    return buf
+
+
 def release_buffers() -> None:
-    """Drop this thread's work buffers (a few MB), e.g. when inference is over for a while."""
+    """Drop this thread's work buffers, e.g. when inference is over for a while."""
     _scratch.__dict__.pop("pool", None)
+    _scratch.__dict__.pop("padded", None)
 
 
 class WinogradConv2d(nn.Module):
@@ -183,11 +202,7 @@ class WinogradConv2d(nn.Module):
         th, tw = self.tile_grid(h, w)
         p, r = self.padding, self.kernel
         hp, wp = th * self.tile + r - 1, tw * self.tile + r - 1
-        padded = x.new_empty(n, hp, wp, c)
-        padded[:, :p].zero_()
-        padded[:, p + h :].zero_()
-        padded[:, p : p + h, :p].zero_()
-        padded[:, p : p + h, p + w :].zero_()
+        padded = _padded_buffer((n, hp, wp, c), p, h, w, x)
         inner = padded[:, p : p + h, p : p + w]
         source = x.permute(0, 2, 3, 1)  # NHWC view; free when x is channels-last
         if pre is None:

@@ -59,7 +59,9 @@ class JobRunner:
             return
         self._stop.clear()
         self.housekeeping()
-        for index in range(self.settings.worker_concurrency):
+        # In distributed mode (a broker is set) Celery workers animate; this process only keeps house.
+        local_workers = 0 if self.settings.broker_url else self.settings.worker_concurrency
+        for index in range(local_workers):
             thread = threading.Thread(target=self._work, name=f"animatica-worker-{index}", daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -93,12 +95,15 @@ class JobRunner:
         with self._active_lock:
             active = list(self._active)
         store.heartbeat(self.db, active, self.worker_id)
-        requeued, failed = store.recover_abandoned(
-            self.db,
-            self.settings.job_stale_seconds,
-            self.settings.job_max_attempts,
-            dead_workers=self._dead_workers(),
-        )
+        if self.settings.broker_url:
+            requeued, failed = [], []  # Celery redelivers lost tasks; its jobs are not abandoned
+        else:
+            requeued, failed = store.recover_abandoned(
+                self.db,
+                self.settings.job_stale_seconds,
+                self.settings.job_max_attempts,
+                dead_workers=self._dead_workers(),
+            )
         for job_id in requeued:
             log.warning("re-queued abandoned job", extra={"job_id": job_id})
         for job_id in failed:

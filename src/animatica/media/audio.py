@@ -62,6 +62,7 @@ class AudioCarrier:
         self._pending = np.zeros((1 if self.layout == "mono" else 2, 0), dtype=np.float32)
         self._started = False
         self._skip = 0  # samples still to drop because the sound starts before the video
+        self._silence = 0  # silent samples still to write because the sound starts after it
         self._exhausted = False
         self._written = 0  # samples written, i.e. the output position of _pending[:, 0]
 
@@ -87,6 +88,11 @@ class AudioCarrier:
         """Write all audio up to ``until`` seconds of output time."""
         target = int(until * self.rate)
         while self._written < target:
+            if self._silence:
+                take = min(target - self._written, self._silence, self.rate)
+                self._encode(np.zeros((self._pending.shape[0], take), dtype=np.float32))
+                self._silence -= take
+                continue
             if self._pending.shape[1] == 0 and not self._pull():
                 return  # the sound is shorter than the video: it just ends
             take = min(target - self._written, self._pending.shape[1])
@@ -136,8 +142,7 @@ class AudioCarrier:
         if not self._started:
             self._started = True
             offset = round(((start if start is not None else self._origin) - self._origin) * self.rate)
-            if offset > 0:
-                samples = np.concatenate([np.zeros((samples.shape[0], offset), np.float32), samples], axis=1)
+            self._silence = max(0, offset)
             self._skip = max(0, -offset)
         if self._skip:
             dropped = min(self._skip, samples.shape[1])

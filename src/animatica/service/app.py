@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, Response
 
 from animatica.errors import AnimaticaError
 from animatica.jobs.execute import Executor
-from animatica.service import routes_auth, routes_engine, routes_jobs, routes_local_pay, routes_ops, routes_v0
+from animatica.service import pages, routes_auth, routes_engine, routes_jobs, routes_local_pay, routes_ops, routes_v0
 from animatica.service.context import ServiceContext, build_context
 from animatica.service.errors import status_for
 from animatica.service.limits import BodyLimitMiddleware
@@ -19,7 +19,7 @@ from animatica.service.logs import configure_logging
 from animatica.settings import Settings, get_settings
 
 log = logging.getLogger("animatica.service")
-UPLOAD_PATHS = ("/api/v1/animations", "/api/v0/animation/video", "/api/fomm/video")
+UPLOAD_PATHS = ("/api/v1/animations", "/api/v0/animation/video", "/api/fomm/video", *pages.UPLOAD_PATHS)
 MULTIPART_OVERHEAD = 64 * 1024
 
 
@@ -56,6 +56,7 @@ def create_app(settings: Settings | None = None, executor: Executor | None = Non
         routes_ops.router,
     ):
         app.include_router(router)
+    pages.install(app)
     _install_handlers(app, settings)
     _install_middleware(app, ctx)
     return app

@@ -107,5 +107,10 @@ def submit(
             for key in keys:
                 ctx.storage.delete(key)
             raise
-    ctx.runner.notify()
+    if ctx.settings.broker_url:  # distributed mode: Celery workers take it from the broker
+        from animatica.jobs.distributed import enqueue_job
+
+        enqueue_job(ctx.settings, ctx.db, job_id, plan.priority + priority_boost)
+    else:
+        ctx.runner.notify()
     return job_id

@@ -67,7 +67,10 @@ class GeneratorObjective(nn.Module):
         kp_driving = self.kp_detector(driving)
         generated = self.generator(source, kp_driving=kp_driving, kp_source=kp_source)
         prediction = generated["prediction"]
-        out: Losses = {"l1": losses.pixel_l1(prediction.detach(), driving)}
+        out: Losses = {
+            "l1": losses.pixel_l1(prediction.detach(), driving),
+            "baseline_l1": losses.pixel_l1(source, driving),
+        }
         pyramid_fake = self.pyramid(prediction)
         pyramid_real = self.pyramid(driving)
         if self.perceptual is not None:

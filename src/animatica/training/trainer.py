@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +42,7 @@ from animatica.training.transforms import RandomWarp
 from animatica.training.visualize import save_grid, training_grid
 
 CHECKPOINT_NAME = "checkpoint.pth.tar"
-METRIC_ONLY = frozenset({"l1"})  # logged, never optimised
+METRIC_ONLY = frozenset({"l1", "baseline_l1"})  # logged, never optimised
 ProgressCallback = Callable[[int, int, dict[str, float]], None]
 
 
@@ -315,8 +316,13 @@ class Trainer:
         checkpoint_every: int = 1000,
         on_progress: ProgressCallback | None = None,
         progress_bar: bool = True,
+        max_seconds: float | None = None,
     ) -> Path:
-        """Train until ``steps`` optimisation steps or ``epochs`` epochs in total; returns the checkpoint."""
+        """Train until ``steps`` optimisation steps or ``epochs`` epochs in total; returns the checkpoint.
+
+        ``max_seconds`` stops earlier, after the step that crosses the wall-clock budget (the
+        checkpoint then resumes exactly where it stopped).
+        """
         per_epoch = self.batches_per_epoch
         if steps is None:
             steps = (epochs if epochs is not None else self.tp["num_epochs"]) * per_epoch
@@ -326,7 +332,7 @@ class Trainer:
         log = _CsvLog(self.out_dir / "log.csv")
         totals: dict[str, float] = {}
         count = 0
-        started = time.perf_counter()
+        started = run_start = time.perf_counter()
         bar = tqdm(total=steps, initial=min(self.position.step, steps), disable=not progress_bar, unit="step")
         try:
             while self.position.step < steps:
@@ -351,13 +357,19 @@ class Trainer:
                         save_grid(self.out_dir / "grids" / f"step-{pos.step:07d}.png", grid)
                     if checkpoint_every and pos.step % checkpoint_every == 0 and pos.step < steps:
                         self.save()
-                    if pos.step >= steps:
+                    out_of_time = max_seconds is not None and time.perf_counter() - run_start > max_seconds
+                    if pos.step >= steps or out_of_time:
                         break
                 if self.position.batch >= per_epoch:
                     self.position.epoch += 1
                     self.position.batch = 0
-                    for scheduler in self.schedulers:
-                        scheduler.step()
+                    with warnings.catch_warnings():
+                        # The discriminator's optimiser never steps when it is not trained.
+                        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+                        for scheduler in self.schedulers:
+                            scheduler.step()
+                if max_seconds is not None and time.perf_counter() - run_start > max_seconds:
+                    break
         except KeyboardInterrupt:
             self.save()
             raise
@@ -415,6 +427,7 @@ def train(
     checkpoint_every: int = 1000,
     on_progress: ProgressCallback | None = None,
     progress_bar: bool = True,
+    max_seconds: float | None = None,
 ) -> Path:
     """Train (or resume from ``checkpoint``) and return the path of the final checkpoint.
 
@@ -439,4 +452,15 @@ def train(
         checkpoint_every=checkpoint_every,
         on_progress=on_progress,
         progress_bar=progress_bar,
+        max_seconds=max_seconds,
     )
+
+
+def export_inference(checkpoint: Path, out: Path) -> Path:
+    """Keep only what animation needs (generator, keypoint detector, config, epoch), e.g. to ship a model."""
+    data = read_checkpoint(Path(checkpoint))
+    if not isinstance(data.get("config"), dict):
+        raise TrainingError(f"checkpoint {checkpoint} stores no config; only Animatica's own checkpoints can be exported.")
+    entries = {key: data[key] for key in ("generator", "kp_detector", "config", "epoch") if key in data}
+    save_checkpoint(Path(out), entries)
+    return Path(out)

@@ -1,0 +1,135 @@
+"""The Create page: pick a picture and a driving clip, choose options, start a job.
+
+The upload goes through the same `submit` the API uses, so the server's checks (content, size,
+duration, resolution, credit) are the ones that count; the page's script only repeats the cheap
+ones so people learn about a wrong file before uploading it. The form also works without
+script: it then posts normally and the server answers with a redirect or the page and its error.
+"""
+
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.responses import JSONResponse, Response
+
+from animatica.errors import AnimaticaError
+from animatica.service.context import ServiceContext
+from animatica.service.deps import Ctx, CurrentUser
+from animatica.service.errors import status_for
+from animatica.service.pages.problems import PageProblem, wants_json
+from animatica.service.pages.sessions import CsrfChecked, Viewer
+from animatica.service.pages.views import credits_of, redirect, render
+from animatica.service.plans import get_plan
+from animatica.service.routes_jobs import load_job
+from animatica.service.submit import JobOptions, submit
+
+router = APIRouter(include_in_schema=False)
+
+IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
+VIDEO_TYPES = ("video/mp4", "video/quicktime", "video/x-msvideo", "video/avi", "video/webm")
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".webm")
+
+
+def engine_choices() -> list[dict[str, str | bool]]:
+    """Engines a job can use from the web. FOMM needs weights the service cannot yet be given."""
+    return [
+        {
+            "id": "landmarks",
+            "label": "Face landmarks",
+            "hint": "Moves the face in your picture along 68 facial landmarks; needs no model weights.",
+            "available": True,
+        },
+        {
+            "id": "fomm",
+            "label": "First Order Motion Model",
+            "hint": "The neural engine; not available on this server until an operator installs weights.",
+            "available": False,
+        },
+    ]
+
+
+def _form_context(ctx: ServiceContext, user: CurrentUser) -> dict[str, object]:
+    plan = get_plan(user.plan_id)
+    return {
+        "engines": engine_choices(),
+        "limits": {
+            "bytes": ctx.settings.max_upload_bytes,
+            "seconds": plan.max_duration_seconds,
+            "side": plan.max_side,
+        },
+        "image_accept": ",".join(IMAGE_TYPES + IMAGE_EXTENSIONS),
+        "video_accept": ",".join(VIDEO_TYPES + VIDEO_EXTENSIONS),
+    }
+
+
+@router.get("/create")
+def create_page(request: Request, ctx: Ctx, user: Viewer) -> Response:
+    return render(request, ctx, "create.html", user, error=None, **_form_context(ctx, user))
+
+
+@router.post("/create", dependencies=[CsrfChecked])
+def create_submit(
+    request: Request,
+    ctx: Ctx,
+    user: Viewer,
+    source_image: Annotated[UploadFile | None, File()] = None,
+    driving_video: Annotated[UploadFile | None, File()] = None,
+    engine: Annotated[str, Form()] = "landmarks",
+    motion: Annotated[str, Form()] = "relative",
+    adapt_scale: Annotated[bool, Form()] = False,
+    crop_face: Annotated[bool, Form()] = False,
+    find_best_frame: Annotated[bool, Form()] = False,
+) -> Response:
+    try:
+        if source_image is None or not source_image.filename:
+            raise PageProblem(422, "Choose a source picture (JPG, PNG or WebP).")
+        if driving_video is None or not driving_video.filename:
+            raise PageProblem(422, "Choose a driving video (MP4, MOV, AVI or WebM).")
+        if motion not in ("relative", "absolute"):
+            raise PageProblem(422, "Choose relative or absolute motion.")
+        options = JobOptions(engine, motion == "relative", adapt_scale, crop_face, find_best_frame)
+        job_id = submit(ctx, user, source_image, driving_video, options)
+    except AnimaticaError as error:
+        code = status_for(error)
+        if wants_json(request):
+            return JSONResponse({"detail": str(error)}, status_code=code)
+        return render(
+            request, ctx, "create.html", user, status_code=code, error=str(error), **_form_context(ctx, user)
+        )
+    url = f"/jobs/{job_id}"
+    if wants_json(request):
+        return JSONResponse(
+            {"id": job_id, "url": url, "credits": credits_of(ctx, user)},
+            status_code=202,
+            headers={"Location": url},
+        )
+    return redirect(url)
+
+
+def rerun(ctx: ServiceContext, user: CurrentUser, job_id: str) -> str:
+    """Queue a new job from a finished job's stored inputs and options (costs a credit)."""
+    job = load_job(ctx, user.id, job_id)
+    if not job.source_key or not job.driving_key:
+        hours = f"{ctx.settings.input_retention_hours:g}"
+        raise PageProblem(
+            410,
+            f"The uploaded files of this animation were deleted after {hours} hours; upload them again.",
+            "Files no longer kept",
+        )
+    known = {"relative", "adapt_scale", "crop_face", "find_best_frame", "fit"}
+    options = JobOptions(job.engine, **{k: v for k, v in job.options.items() if k in known})
+    with tempfile.TemporaryDirectory(prefix="animatica-rerun-") as tmp:
+        source_path = Path(tmp) / "source"
+        driving_path = Path(tmp) / "driving"
+        ctx.storage.get_file(job.source_key, source_path)
+        ctx.storage.get_file(job.driving_key, driving_path)
+        with source_path.open("rb") as source, driving_path.open("rb") as driving:
+            return submit(
+                ctx,
+                user,
+                UploadFile(source, filename=job.source_name),
+                UploadFile(driving, filename=job.driving_name),
+                options,
+            )
