@@ -81,7 +81,11 @@ def tiny_fomm_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("tiny") / "tiny.pth.tar"
     save_checkpoint(
         path,
-        {"kp_detector": kp_detector.state_dict(), "generator": generator.state_dict(), "config": config_to_dict(cfg)},
+        {
+            "kp_detector": kp_detector.state_dict(),
+            "generator": generator.state_dict(),
+            "config": config_to_dict(cfg),
+        },
     )
     return path
 
@@ -115,7 +119,9 @@ def write_test_video(
             t = np.arange(samples) / 44100
             tone = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
             for start in range(0, samples, 1024):
-                chunk = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone[:, start : start + 1024]), format="fltp", layout="mono")
+                chunk = av.AudioFrame.from_ndarray(
+                    np.ascontiguousarray(tone[:, start : start + 1024]), format="fltp", layout="mono"
+                )
                 chunk.sample_rate = 44100
                 for packet in sound.encode(chunk):
                     container.mux(packet)

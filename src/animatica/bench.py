@@ -87,15 +87,20 @@ def run_bench(
         elif engine == "landmarks":
             from animatica.engines.landmarks import LandmarksEngine
 
-            eng = LandmarksEngine.load(device=device)
+            eng = LandmarksEngine.load()
             prec, dev = "fp32", "cpu"
         else:
             raise AnimaticaError(f"unknown engine '{engine}' for bench; use fomm or landmarks")
         if engine == "landmarks":
-            from animatica.demo import demo_driving_frames, demo_source
+            # A real face moving: the demo clip (generated from a photo that scikit-image ships).
+            from animatica.demo import demo_source, write_demo_driving
+            from animatica.media.fit import fit_frame
+            from animatica.media.reader import iter_frames
 
-            src = demo_source(size)
-            driving = demo_driving_frames(frames + batch_size, size)
+            fps = 25
+            clip = write_demo_driving(Path(tmp) / "driving.mp4", (frames + batch_size) / fps + 0.1, fps, size)
+            driving = np.stack(list(iter_frames(clip))[: frames + batch_size])
+            src = fit_frame(demo_source(), (size, size))
         else:
             driving = _frames(frames + batch_size, size)
             src = driving[0]

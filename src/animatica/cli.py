@@ -76,8 +76,8 @@ class _ProgressBar:
 def animate(
     source: Annotated[Path, typer.Option("--source", "-s", help="Source image (jpg, png, webp).")],
     driving: Annotated[Path, typer.Option("--driving", "-d", help="Driving video or folder of PNG frames.")],
-    output: Annotated[
-        Path, typer.Option("--output", "-o", help="Output .mp4, or a folder (ending in /) for PNG frames.")
+    output: Annotated[  # a string: a Path would drop the trailing "/" that asks for PNG frames
+        str, typer.Option("--output", "-o", help="Output .mp4, or a folder (ending in /) for PNG frames.")
     ],
     engine: Annotated[
         str, typer.Option(help="auto (fomm with a checkpoint, else landmarks), fomm or landmarks.")
@@ -214,8 +214,10 @@ def crop(
     output: Annotated[Path, typer.Argument(help="Output .mp4 / folder for a video, .png/.jpg for a photo.")],
     size: Annotated[int, typer.Option(help="Side of the square output.")] = 256,
     scale: Annotated[float, typer.Option(help="Crop side relative to the face box.")] = 1.8,
-    offset_x: Annotated[float, typer.Option(help="Horizontal shift of the crop centre, in crop sides.")] = 0.0,
-    offset_y: Annotated[float, typer.Option(help="Vertical shift of the crop centre, in crop sides (negative: up).")] = -0.1,
+    offset_x: Annotated[float, typer.Option(help="Horizontal shift of the crop centre (crop sides).")] = 0.0,
+    offset_y: Annotated[
+        float, typer.Option(help="Vertical shift of the crop centre (crop sides, <0 up).")
+    ] = -0.1,
     face_index: Annotated[int | None, typer.Option(help="Which face, counted from the left.")] = None,
 ) -> None:
     """Crop a video (a smoothed face track) or a photo to a square around the face."""
@@ -240,7 +242,8 @@ def serve(
     """Run the web service (API, docs at /docs) with the in-process worker."""
     from animatica.service import serve as run_service
 
-    typer.echo(f"Animatica is serving on http://{host}:{port} (API docs: http://{host}:{port}/docs)", err=True)
+    url = f"http://{host}:{port}"
+    typer.echo(f"Animatica is serving on {url} (API docs: {url}/docs)", err=True)
     run_service(host=host, port=port)
 
 

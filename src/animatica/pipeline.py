@@ -11,10 +11,10 @@ depends only on its own driving frame, the source and the initial frame.
 """
 
 import time
-from fractions import Fraction
-from itertools import islice
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from fractions import Fraction
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from animatica.errors import AnimaticaError
 from animatica.media.fit import fit_frame
 from animatica.media.probe import MediaInfo, probe, require_image, require_video
 from animatica.media.reader import iter_chunks, iter_frames, read_image
-from animatica.media.writer import check_writable, open_writer
+from animatica.media.writer import check_writable, open_writer, output_kind
 
 
 class Cancelled(AnimaticaError):
@@ -37,7 +37,9 @@ class Cancelled(AnimaticaError):
 class AnimationRequest:
     source: Path
     driving: Path
-    output: Path  # an .mp4 file, or a folder (or a path ending in "/") for PNG frames
+    # An .mp4 file, or a folder for PNG frames. Give a path ending in "/" as a string: a Path drops
+    # the slash, and "x.frames/" would then read as a video named x.frames.
+    output: Path | str
     engine: str = "auto"  # "fomm" | "landmarks" | "auto" (fomm when a checkpoint is given)
     checkpoint: str | None = None
     config: str | None = None
@@ -151,7 +153,7 @@ def animate(
 
     require_image(probe(Path(request.source)))
     driving_info = require_video(probe(Path(request.driving)))
-    output = Path(request.output)
+    output = request.output
     check_writable(output)
     if request.batch_size < 1:
         raise AnimaticaError("--batch-size must be at least 1")
@@ -195,11 +197,11 @@ def animate(
     seconds = time.perf_counter() - started
     report(Progress("done", done, done, done / max(seconds, 1e-9), 0.0))
     return AnimationResult(
-        output=output,
+        output=Path(output),
         frames=done,
         fps=float(fps),
         seconds=seconds,
-        has_audio=audio is not None and output.suffix.lower() in (".mp4", ".mov", ".mkv"),
+        has_audio=audio is not None and output_kind(output) == "video",
         initial_frame=initial_index,
         notes=notes,
     )

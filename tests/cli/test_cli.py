@@ -81,3 +81,15 @@ def test_bench_prints_one_json_line(tmp_path, animatica_home) -> None:
     result = json.loads(lines[0])
     assert result["engine"] == "fomm" and result["size"] == 64 and result["device"] == "cpu"
     assert result["ms_per_frame"] > 0 and result["precision"] in ("fp32", "bf16")
+
+
+def test_output_ending_in_slash_writes_png_frames(
+    tiny_fomm_checkpoint, test_image, test_video, tmp_path, animatica_home
+) -> None:
+    """A trailing slash asks for frames even when the folder name has a dot."""
+    out = tmp_path / "take.2"
+    proc = run("animate", "-s", str(test_image), "-d", str(test_video), "-o", f"{out}/",
+               "--checkpoint", str(tiny_fomm_checkpoint), home=animatica_home)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in out.iterdir())[:2] == ["00000.png", "00001.png"]
+    assert len(list(out.iterdir())) == 12

@@ -26,7 +26,9 @@ def read_video(path: Path) -> tuple[list[np.ndarray], float, bool]:
         return frames, float(stream.average_rate), len(c.streams.audio) > 0
 
 
-def test_mp4_output_keeps_frame_count_rate_and_audio(tiny_fomm_checkpoint, test_image, test_video, tmp_path) -> None:
+def test_mp4_output_keeps_frame_count_rate_and_audio(
+    tiny_fomm_checkpoint, test_image, test_video, tmp_path
+) -> None:
     events: list[Progress] = []
     out = tmp_path / "out.mp4"
     result = animate(
@@ -43,7 +45,9 @@ def test_mp4_output_keeps_frame_count_rate_and_audio(tiny_fomm_checkpoint, test_
     assert events[-1].stage == "done"
 
 
-def test_png_folder_output_is_lossless_engine_output(tiny_fomm_checkpoint, test_image, test_video, tmp_path) -> None:
+def test_png_folder_output_is_lossless_engine_output(
+    tiny_fomm_checkpoint, test_image, test_video, tmp_path
+) -> None:
     out = tmp_path / "frames"
     animate(request(test_image, test_video, Path(str(out) + "/"), tiny_fomm_checkpoint, best_frame=3))
     written = sorted(out.iterdir())
@@ -113,10 +117,16 @@ def test_crop_face_and_find_best_frame_with_fomm(tiny_fomm_checkpoint, tmp_path)
     driving = write_demo_driving(tmp_path / "short.mp4", seconds=1.0, fps=10)
     out = tmp_path / "out.mp4"
     result = animate(
-        request(source, driving, out, tiny_fomm_checkpoint, crop_face=True, find_best_frame=True, batch_size=8)
+        request(
+            source, driving, out, tiny_fomm_checkpoint, crop_face=True, find_best_frame=True, batch_size=8
+        )
     )
     frames, _, has_audio = read_video(out)
     assert result.frames == len(frames) == 10 and has_audio
     assert 0 <= result.initial_frame < 10
     with pytest.raises(AnimaticaError, match="not both"):
-        animate(request(source, driving, tmp_path / "x.mp4", tiny_fomm_checkpoint, best_frame=1, find_best_frame=True))
+        animate(
+            request(
+                source, driving, tmp_path / "x.mp4", tiny_fomm_checkpoint, best_frame=1, find_best_frame=True
+            )
+        )

@@ -235,7 +235,9 @@ class SubPixelUpBlock(nn.Module):
         for a in (0, 1):
             for b in (0, 1):
                 group = 2 * a + b
-                torch.clamp(z[:, a : a + h, b : b + w, group * o : (group + 1) * o], min=0, out=out[:, a::2, b::2])
+                torch.clamp(
+                    z[:, a : a + h, b : b + w, group * o : (group + 1) * o], min=0, out=out[:, a::2, b::2]
+                )
         return out.permute(0, 3, 1, 2)
 
 
@@ -251,7 +253,12 @@ class ShiftConv2d(nn.Module):
 
     def __init__(self, conv: nn.Conv2d):
         super().__init__()
-        if conv.stride != (1, 1) or conv.dilation != (1, 1) or conv.groups != 1 or conv.padding_mode != "zeros":
+        if (
+            conv.stride != (1, 1)
+            or conv.dilation != (1, 1)
+            or conv.groups != 1
+            or conv.padding_mode != "zeros"
+        ):
             raise ValueError(f"unsupported convolution {conv}")
         out_ch, in_ch, kh, kw = conv.weight.shape
         w = conv.weight.detach().permute(2, 3, 0, 1).reshape(kh * kw * out_ch, in_ch)

@@ -125,7 +125,9 @@ def _buffer(slot: int, numel: int, like: torch.Tensor) -> torch.Tensor:
     return buf[:numel]
 
 
-def _padded_buffer(shape: tuple[int, int, int, int], pad: int, h: int, w: int, like: torch.Tensor) -> torch.Tensor:
+def _padded_buffer(
+    shape: tuple[int, int, int, int], pad: int, h: int, w: int, like: torch.Tensor
+) -> torch.Tensor:
     """A reusable (N, Hp, Wp, C) buffer whose border around the (h, w) interior at ``pad`` is zero.
 
     Only interiors are ever written, so a buffer found in the pool still has its zero border; the

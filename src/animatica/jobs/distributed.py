@@ -56,6 +56,9 @@ PREPARE, SEGMENT, JOIN = "animatica.prepare", "animatica.segment", "animatica.jo
 INTERNAL_ERROR = "The animation failed because of an internal error; your credit was returned."
 RESEND_AFTER = 5.0  # seconds a message may stay unsent before the reconciler sends it again
 HEARTBEAT_INTERVAL = 1.0
+# Options only the operator sets on a job (the API never copies them from a request): which
+# FOMM checkpoint and config to use.
+OPERATOR_OPTIONS = ("checkpoint", "config")
 
 
 # --- per-process context ------------------------------------------------------------------
@@ -373,7 +376,7 @@ def _fetch_inputs(ctx: Context, job: Job, folder: Path) -> tuple[Path, Path]:
 def _request(job: Job, source: Path, driving: Path, output: Path, settings: Settings, **extra: Any) -> Any:
     from animatica.pipeline import AnimationRequest
 
-    options = {k: v for k, v in dict(job.options).items() if k in PIPELINE_OPTIONS}
+    options = {k: v for k, v in dict(job.options).items() if k in PIPELINE_OPTIONS + OPERATOR_OPTIONS}
     options.update(extra)
     return AnimationRequest(
         source=source,

@@ -11,7 +11,15 @@ from fastapi.responses import JSONResponse, Response
 
 from animatica.errors import AnimaticaError
 from animatica.jobs.execute import Executor
-from animatica.service import pages, routes_auth, routes_engine, routes_jobs, routes_local_pay, routes_ops, routes_v0
+from animatica.service import (
+    pages,
+    routes_auth,
+    routes_engine,
+    routes_jobs,
+    routes_local_pay,
+    routes_ops,
+    routes_v0,
+)
 from animatica.service.context import ServiceContext, build_context
 from animatica.service.errors import status_for
 from animatica.service.limits import BodyLimitMiddleware

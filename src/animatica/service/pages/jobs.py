@@ -22,7 +22,7 @@ from animatica.service.errors import Conflict, NotFound, status_for
 from animatica.service.pages.create import rerun
 from animatica.service.pages.problems import PageProblem, wants_json
 from animatica.service.pages.sessions import Caller, CsrfChecked, Viewer
-from animatica.service.pages.views import redirect, render
+from animatica.service.pages.views import eta_text, redirect, render, stage_label
 from animatica.service.schemas import JobView
 from animatica.storage.base import StorageError
 
@@ -45,8 +45,17 @@ def job_page(request: Request, ctx: Ctx, user: Viewer, job_id: str) -> Response:
 
 
 @router.get("/jobs/{job_id}/status")
-def job_status(ctx: Ctx, user: Caller, job_id: str) -> JobView:
-    return _view(ctx, user, job_id)
+def job_status(ctx: Ctx, user: Caller, job_id: str) -> JSONResponse:
+    """The API's job view plus the words the page shows, so the script holds no copy of them."""
+    job = _view(ctx, user, job_id)
+    return JSONResponse(
+        {
+            **job.model_dump(mode="json"),
+            "stage_label": stage_label(job.stage),
+            "eta_text": eta_text(job.eta_seconds),
+        },
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 @router.post("/jobs/{job_id}/cancel", dependencies=[CsrfChecked])

@@ -7,6 +7,7 @@ bookmark), this page can say whether the credits arrived. Crediting itself never
 this page: the webhook or the test-mode page does it, once.
 """
 
+from contextlib import suppress
 from typing import Annotated
 from urllib.parse import urlsplit
 
@@ -48,12 +49,13 @@ def _notice(
     except NotFound:
         return None, None, True
     if payment.status != "paid" and success and ctx.payments.name != "local":
-        try:
+        # Not paid yet is fine: the webhook credits it later, and the message below says so.
+        with suppress(ServiceError):
             payment = payments.confirm_from_client(ctx.db, ctx.payments, checkout_id, user.id)
-        except ServiceError:
-            pass  # not paid yet: the webhook will credit it; say so below
     if payment.status == "paid":
-        text = f"✅ Payment was successful! {payment.credits} credits were added. Thank you for your purchase!"
+        text = (
+            f"✅ Payment was successful! {payment.credits} credits were added. Thank you for your purchase!"
+        )
         return {"kind": "success", "text": text}, None, True
     if success:
         text = "Thank you! The payment is being confirmed; your credits appear as soon as it is."

@@ -137,7 +137,9 @@ def viewer_or_none(ctx: Ctx, request: Request) -> CurrentUser | None:
         return CurrentUser(user.id, user.username, user.plan_id, claims.family)
 
 
-def require_viewer(user: Annotated[CurrentUser | None, Depends(viewer_or_none)], request: Request) -> CurrentUser:
+def require_viewer(
+    user: Annotated[CurrentUser | None, Depends(viewer_or_none)], request: Request
+) -> CurrentUser:
     """Pages need a signed-in user; anyone else is sent to sign in and brought back afterwards."""
     if user is None:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")

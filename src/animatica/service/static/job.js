@@ -1,0 +1,61 @@
+// The live job view: poll the job's status, move the progress bar, reload when it is over.
+"use strict";
+
+(() => {
+  const card = document.getElementById("job");
+  if (!card || card.dataset.final === "true") {
+    return;
+  }
+  const id = card.dataset.jobId;
+  const bar = document.getElementById("job-progress");
+  const percent = document.getElementById("job-percent");
+  const stage = document.getElementById("job-stage");
+  const eta = document.getElementById("job-eta");
+  const badge = document.getElementById("job-status");
+  const FINAL = new Set(["succeeded", "failed", "canceled"]);
+  const NAMES = { queued: "Queued", running: "Running" };
+  let delay = 1000;
+
+  const show = (job) => {
+    const value = Math.max(0, Math.min(100, Number(job.progress) || 0));
+    bar.value = value;
+    bar.textContent = `${Math.round(value)}%`;
+    percent.textContent = `${Math.round(value)}%`;
+    stage.textContent = job.stage_label;
+    eta.textContent = job.eta_text;
+    if (badge.dataset.status !== job.status) {
+      badge.dataset.status = job.status;
+      badge.className = `badge status-${job.status}`;
+      badge.textContent = NAMES[job.status] || job.status;
+    }
+  };
+
+  const poll = async () => {
+    try {
+      const response = await fetch(`/jobs/${encodeURIComponent(id)}/status`, {
+        headers: { Accept: "application/json" },
+        cache: "no-store",
+      });
+      if (response.status === 401) {
+        window.location.assign(`/signin?next=${encodeURIComponent(window.location.pathname)}`);
+        return;
+      }
+      if (response.ok) {
+        const job = await response.json();
+        if (FINAL.has(job.status)) {
+          // The finished page (player, download or error) is rendered by the server.
+          window.location.reload();
+          return;
+        }
+        show(job);
+        delay = 1000;
+      } else {
+        delay = Math.min(delay * 2, 10000);
+      }
+    } catch (error) {
+      delay = Math.min(delay * 2, 10000);
+    }
+    window.setTimeout(poll, delay);
+  };
+  window.setTimeout(poll, 500);
+})();
