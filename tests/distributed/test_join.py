@@ -60,7 +60,11 @@ def test_segments_joined_equal_one_whole_run(tmp_path: Path, tiny_fomm_checkpoin
 
     source, driving = face_inputs(tmp_path, frames=20)
     whole = tmp_path / "whole.mp4"
-    engine = {"engine": "fomm", "checkpoint": str(tiny_fomm_checkpoint)}
+    engine = {
+        "engine": "fomm",
+        "checkpoint": str(tiny_fomm_checkpoint),
+        "batch_size": 3,
+    }  # batches cross seams
     animate(AnimationRequest(source, driving, whole, **engine))
     parts = []
     for part in plan_segments(20, Fraction(8), 1.0):  # 8 + 8 + 4 frames

@@ -54,4 +54,6 @@ def tiny_config(**loss_weights: object) -> FommConfig:
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Six training and two test clips of eight 32x32 frames."""
-    return synthesize(tmp_path_factory.mktemp("synth") / "data", videos=6, seed=7, size=32, frames=8, test_videos=2)
+    return synthesize(
+        tmp_path_factory.mktemp("synth") / "data", videos=6, seed=7, size=32, frames=8, test_videos=2
+    )

@@ -11,8 +11,7 @@ the networks and swaps blocks for equivalents:
   (``winograd.py``), 4x fewer multiplications;
 * nearest x2 up-sampling then a 3x3 convolution: four 2x2 convolutions on the low-resolution input
   (sub-pixel decomposition, exact), 2.25x fewer multiplications;
-* large kernels with few output channels (the 7x7 heads): one matrix product over the input
-  channels, then a strided sum over the kernel taps, instead of a badly vectorised direct conv;
+* channels-last activations and weights throughout, which oneDNN runs without reordering;
 * the anti-aliased down-scaling: a strided convolution that computes only the pixels it keeps.
 
 The originals stay untouched and usable; the copies are for inference only (no gradients, eval mode).
@@ -44,9 +43,6 @@ WINOGRAD_MIN_CHANNELS = 128
 WINOGRAD_MIN_PIXELS = 32 * 32
 WINOGRAD_MAX_WEIGHT_BYTES = 16 << 20
 WINOGRAD_TILE = 4
-
-# A "shift" convolution's intermediate has k²·O channels per pixel; worth it only for few outputs.
-SHIFT_CONV_MAX_OUTPUTS = 16
 
 
 @functools.cache
@@ -89,6 +85,18 @@ def fold_batch_norm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, 
     weight = conv.weight.double() * scale[:, None, None, None]
     bias = conv.bias.double() if conv.bias is not None else torch.zeros_like(scale)
     return weight.to(conv.weight.dtype), (bias * scale + shift).to(conv.weight.dtype)
+
+
+def _plain_conv(conv: nn.Conv2d) -> bool:
+    """Stride 1, no dilation or groups, zero padding: what the fast layers implement."""
+    return (
+        conv.stride == (1, 1)
+        and conv.dilation == (1, 1)
+        and conv.groups == 1
+        and conv.padding_mode == "zeros"
+        and isinstance(conv.padding, tuple)
+        and conv.padding[0] == conv.padding[1]
+    )
 
 
 def _channels_last(x: torch.Tensor) -> torch.Tensor:
@@ -151,7 +159,7 @@ class FastConv2d(nn.Module):
 
 
 def _fast_conv(conv: nn.Conv2d, bn: nn.BatchNorm2d | None = None) -> FastConv2d:
-    if conv.stride != (1, 1) or conv.dilation != (1, 1) or conv.groups != 1 or conv.padding_mode != "zeros":
+    if not _plain_conv(conv):
         raise ValueError(f"unsupported convolution {conv}")
     if bn is not None:
         weight, bias = fold_batch_norm(conv, bn)
@@ -241,50 +249,6 @@ class SubPixelUpBlock(nn.Module):
         return out.permute(0, 3, 1, 2)
 
 
-class ShiftConv2d(nn.Module):
-    """A stride-1 convolution with a large kernel and few outputs, as one matrix product.
-
-        z[n, (ky, kx, o), p] = Σ_c W[o, c, ky, kx] · x_padded[n, c, p]     (one GEMM)
-        y[n, o, i, j]        = Σ_{ky, kx} z[n, (ky, kx, o), i + ky, j + kx]   (one strided sum)
-
-    The direct algorithm vectorises over output channels, which a 3-channel 7x7 head cannot fill;
-    here the GEMM's long side is the pixels, and the tap sum is a single reduction over a view.
-    """
-
-    def __init__(self, conv: nn.Conv2d):
-        super().__init__()
-        if (
-            conv.stride != (1, 1)
-            or conv.dilation != (1, 1)
-            or conv.groups != 1
-            or conv.padding_mode != "zeros"
-        ):
-            raise ValueError(f"unsupported convolution {conv}")
-        out_ch, in_ch, kh, kw = conv.weight.shape
-        w = conv.weight.detach().permute(2, 3, 0, 1).reshape(kh * kw * out_ch, in_ch)
-        self.register_buffer("weight", w.contiguous())
-        bias = conv.bias.detach() if conv.bias is not None else conv.weight.new_zeros(out_ch)
-        self.register_buffer("bias", bias.clone())
-        self.kernel = (kh, kw)
-        self.padding = conv.padding
-        self.out_channels = out_ch
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        (kh, kw), (ph, pw), o = self.kernel, self.padding, self.out_channels
-        if ph or pw:
-            x = F.pad(x, (pw, pw, ph, ph))
-        n, c, hp, wp = x.shape
-        ho, wo = hp - kh + 1, wp - kw + 1
-        z = torch.matmul(self.weight.to(x.dtype), x.reshape(n, c, hp * wp))  # (N, k²·O, Hp·Wp)
-        s = z.stride()
-        # taps[n, ky, kx, o, i, j] = z[n, (ky, kx, o), (i + ky)·Wp + j + kx]
-        taps = z.as_strided(
-            (n, kh, kw, o, ho, wo),
-            (s[0], kw * o * s[1] + wp * s[2], o * s[1] + s[2], s[1], wp * s[2], s[2]),
-        )
-        return taps.sum(dim=(1, 2)) + self.bias.to(x.dtype).view(-1, 1, 1)
-
-
 class FastAntiAlias(nn.Module):
     """Gaussian blur then keeping every N-th pixel, as a stride-N convolution (N² fewer products)."""
 
@@ -317,26 +281,31 @@ def _replacement(module: nn.Module) -> nn.Module | None:
         return FastSameBlock(module)
     if isinstance(module, AntiAliasInterpolation2d):
         return FastAntiAlias(module)
-    if isinstance(module, nn.Conv2d) and module.out_channels <= SHIFT_CONV_MAX_OUTPUTS:
-        if module.kernel_size[0] * module.kernel_size[1] >= 25 and module.stride == (1, 1):
-            return ShiftConv2d(module)
     return None
 
 
 def _swap_modules(parent: nn.Module) -> None:
     for name, child in list(parent.named_children()):
         fast = _replacement(child)
-        if fast is None:
-            _swap_modules(child)
-        else:
+        if fast is not None:
             setattr(parent, name, fast)
+        elif isinstance(child, nn.Conv2d):
+            # Heads and other plain convolutions: channels-last weights, so that channels-last
+            # activations (what the fast blocks produce) reach oneDNN without conversions.
+            child.weight.data = _channels_last(child.weight.data)
+        else:
+            _swap_modules(child)
 
 
 def optimize_network(network: nn.Module) -> nn.Module:
     """An eval-mode, gradient-free copy of ``network`` with its blocks swapped for fast equivalents."""
     fast = copy.deepcopy(network).eval()
     with torch.no_grad():
-        _swap_modules(fast)
+        replaced = _replacement(fast)  # the network may itself be a single block
+        if replaced is not None:
+            fast = replaced.eval()
+        else:
+            _swap_modules(fast)
     return fast.requires_grad_(False)
 
 

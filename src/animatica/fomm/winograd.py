@@ -174,10 +174,7 @@ class WinogradConv2d(nn.Module):
         self.register_buffer("ka", torch.kron(at, at).to(weight))  # (m², α²): vec(M) -> vec(Aᵀ M A)
         b = bias.detach() if bias is not None else weight.new_zeros(out_ch)
         self.register_buffer("bias", b.to(weight).clone())
-        # Aᵀ's column for the point 1 is all ones, so adding the bias at transformed position
-        # (1, 1) adds it to every output of the tile: Aᵀ (b e eᵀ) A = b 1 1ᵀ.
-        one = _POINTS.index(Fraction(1))
-        self.bias_index = one * alpha + one
+        self._bias_rows: dict[int, torch.Tensor] = {}
         self.tile = tile
         self.kernel = kh
         self.padding = padding
@@ -189,6 +186,14 @@ class WinogradConv2d(nn.Module):
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel}, padding={self.padding}, "
             f"F({self.tile}x{self.tile}, {self.kernel}x{self.kernel})"
         )
+
+    def _bias_row(self, tiles: int) -> torch.Tensor:
+        """The bias repeated for ``tiles`` tiles, (1, tiles·O): the output transform adds it."""
+        row = self._bias_rows.get(tiles)
+        if row is None or row.device != self.bias.device or row.dtype != self.bias.dtype:
+            row = self.bias.repeat(tiles).view(1, -1)
+            self._bias_rows[tiles] = row
+        return row
 
     def output_size(self, height: int, width: int) -> tuple[int, int]:
         return height + 2 * self.padding - self.kernel + 1, width + 2 * self.padding - self.kernel + 1
@@ -245,9 +250,8 @@ class WinogradConv2d(nn.Module):
                 torch.mm(self.kb, d.view(alpha * alpha, t * c), out=v.view(alpha * alpha, t * c))
                 prod = _buffer(0, size, padded)[: alpha * alpha * t * o].view(alpha * alpha, t, o)
                 torch.bmm(v, self.u, out=prod)  # (α², tiles, C) @ (α², C, O)
-                prod[self.bias_index] += self.bias
                 y = _buffer(1, size, padded)[: m * m * t * o].view(m * m, t * o)
-                torch.mm(self.ka, prod.view(alpha * alpha, t * o), out=y)
+                torch.addmm(self._bias_row(t), self.ka, prod.view(alpha * alpha, t * o), out=y)
                 yield img, r0, y.view(m, m, rows, tw, o).permute(2, 0, 3, 1, 4)
 
     def forward(
@@ -257,28 +261,55 @@ class WinogradConv2d(nn.Module):
         relu: bool = False,
         residual: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """conv(x) [+ residual] [then ReLU]; ``pre`` as in :meth:`blocks`."""
+        """conv(x) [+ residual] [then ReLU], as a channels-last NCHW tensor; ``pre`` as in :meth:`blocks`."""
         n, _, h, w = x.shape
-        m, o = self.tile, self.out_channels
+        m = self.tile
         ho, wo = self.output_size(h, w)
-        th, tw = self.tile_grid(h, w)
-        full = x.new_empty(n, th * m, tw * m, o)
-        exact = (th * m, tw * m) == (ho, wo)
+        out = x.new_empty(n, ho, wo, self.out_channels)
         res = residual.permute(0, 2, 3, 1) if residual is not None else None
         for img, r0, block in self.blocks(x, pre):
-            rows = block.shape[0]
-            dst = full[img, r0 * m : (r0 + rows) * m].view(rows, m, tw, m, o)
-            if res is not None and exact:
-                torch.add(block, res[img, r0 * m : (r0 + rows) * m].reshape(rows, m, tw, m, o), out=dst)
-                if relu:
-                    dst.relu_()
-            elif relu and res is None:
-                torch.clamp(block, min=0, out=dst)
-            else:
-                dst.copy_(block)
-        out = full[:, :ho, :wo]
-        if res is not None and not exact:
-            out += res
-            if relu:
-                out.relu_()
+            rows = slice(r0 * m, min(ho, (r0 + block.shape[0]) * m))
+            for src, dst, part in _tile_pieces(
+                block, out[img, rows], None if res is None else res[img, rows]
+            ):
+                if part is not None:
+                    torch.add(src, part, out=dst)
+                    if relu:
+                        dst.relu_()
+                elif relu:
+                    torch.clamp(src, min=0, out=dst)
+                else:
+                    dst.copy_(src)
         return out.permute(0, 3, 1, 2)
+
+
+def _tile_pieces(
+    block: torch.Tensor, dst: torch.Tensor, res: torch.Tensor | None
+) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
+    """Match a block of tiles (rows, m, tw, m, O) with the (h, w, O) region it covers.
+
+    Tiles past the output's edge are cropped: whole tiles and the partial last row/column of
+    tiles are separate pieces, each a plain view on both sides (splitting one axis into two is
+    always a view), so every piece is one copy with no intermediate.
+    """
+    _, m, _, _, o = block.shape
+    h, w = dst.shape[:2]
+    full_rows, rest_rows = divmod(h, m)
+    full_cols, rest_cols = divmod(w, m)
+    pieces = []
+    for t0, t1, i1, y0, y1 in (
+        (0, full_rows, m, 0, full_rows * m),
+        (full_rows, full_rows + 1, rest_rows, full_rows * m, h),
+    ):
+        if t1 == t0 or i1 == 0:
+            continue
+        for c0, c1, j1, x0, x1 in (
+            (0, full_cols, m, 0, full_cols * m),
+            (full_cols, full_cols + 1, rest_cols, full_cols * m, w),
+        ):
+            if c1 == c0 or j1 == 0:
+                continue
+            shape = (t1 - t0, i1, c1 - c0, j1, o)
+            part = res[y0:y1, x0:x1].view(shape) if res is not None else None
+            pieces.append((block[t0:t1, :i1, c0:c1, :j1], dst[y0:y1, x0:x1].view(shape), part))
+    return pieces

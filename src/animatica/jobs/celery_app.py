@@ -89,6 +89,6 @@ def build_app(settings: Settings) -> Celery:
 
 
 @lru_cache(maxsize=8)
-def producer_app(broker_url: str, queue: str) -> Celery:
-    """One cached app per broker for the web app's side, which only sends tasks."""
+def producer_app(broker_url: str, queue: str, pid: int) -> Celery:
+    """One cached app per broker and process for sending tasks (``pid`` keys the cache)."""
     return build_app(Settings(broker_url=broker_url, celery_queue=queue))

@@ -27,7 +27,7 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -102,7 +102,8 @@ def _configure_torch() -> None:
 
 
 def _app(settings: Settings) -> Celery:
-    return producer_app(settings.broker_url, settings.celery_queue)
+    # Keyed by process: a forked process must not publish over its parent's broker connections.
+    return producer_app(settings.broker_url, settings.celery_queue, os.getpid())
 
 
 def _send(settings: Settings, name: str, args: list[Any], urgency: int) -> None:
@@ -557,12 +558,26 @@ def join(ctx: Context, job_id: str) -> None:
 # --- the worker process -------------------------------------------------------------------
 
 
-def _reconcile_forever(stop: threading.Event, interval: float) -> None:
-    while not stop.wait(interval):
+def _reconcile_forever(interval: float) -> None:
+    while True:
+        time.sleep(interval)
         try:
             reconcile(context())
         except Exception:
             log.exception("reconcile failed")
+
+
+def _start_reconciler(interval: float) -> Callable[..., None]:
+    """A handler that starts the reconcile loop in each pool process, right after it is forked.
+
+    Not in the parent: a thread running there while the pool forks a replacement process (after
+    a crash, say) could leave a lock held in the child forever.
+    """
+
+    def start(**_: Any) -> None:
+        threading.Thread(target=_reconcile_forever, args=(interval,), daemon=True).start()
+
+    return start
 
 
 def run_worker(
@@ -579,16 +594,18 @@ def run_worker(
     Each pool process animates one task at a time with ``torch_threads`` threads (default: the
     cores shared evenly between the ``concurrency`` processes).
     """
+    from celery.signals import worker_process_init
+
     global _settings_override, _torch_threads
     settings = settings or get_settings()
     _settings_override = settings
     _torch_threads = settings.torch_threads or max(1, (os.cpu_count() or 1) // max(1, concurrency))
     app = build_app(settings)
-    plan_store.ensure_tables(Database(settings.database_url))
-    stop = threading.Event()
-    interval = reconcile_seconds or settings.job_heartbeat_seconds
-    thread = threading.Thread(target=_reconcile_forever, args=(stop, interval), daemon=True)
-    thread.start()
+    db = Database(settings.database_url)
+    plan_store.ensure_tables(db)
+    db.dispose()
+    handler = _start_reconciler(reconcile_seconds or settings.job_heartbeat_seconds)
+    worker_process_init.connect(handler, weak=False)
     argv = [
         "worker",
         f"--concurrency={concurrency}",
@@ -600,7 +617,4 @@ def run_worker(
     ]
     if hostname:
         argv.append(f"--hostname={hostname}")
-    try:
-        app.worker_main(argv)
-    finally:
-        stop.set()
+    app.worker_main(argv)

@@ -175,11 +175,13 @@ class FramesDataset(Dataset):
         path = candidates[int(rng.integers(len(candidates)))] if len(candidates) > 1 else candidates[0]
         if not self.is_train:
             return {"video": read_video(path, self.shape), "name": video_name(path)}
-        total = count_frames(path, self.shape)
+        # Frame folders are listed and only two frames decoded; files are decoded once, whole.
+        whole = None if path.is_dir() else read_video(path, self.shape)
+        total = count_frames(path, self.shape) if whole is None else len(whole)
         if total < 2:
             raise DatasetError(f"video {path} has {total} frame; training needs at least two per video.")
         picks = sorted(rng.choice(total, size=2, replace=False).tolist())
-        frames = list(read_video(path, self.shape, picks))
+        frames = list(read_video(path, self.shape, picks) if whole is None else whole[picks])
         assert self.augment is not None
         source, driving = self.augment(frames, rng)
         return {
@@ -254,7 +256,9 @@ def read_pairs(path: Path, names: Sequence[str]) -> list[tuple[str, str]]:
             raise DatasetError(f"pairs list {path} needs 'source' and 'driving' columns (line {number}).")
         missing = [n for n in (row["source"], row["driving"]) if n not in known]
         if missing:
-            raise DatasetError(f"pairs list {path} line {number} names unknown video(s): {', '.join(missing)}.")
+            raise DatasetError(
+                f"pairs list {path} line {number} names unknown video(s): {', '.join(missing)}."
+            )
         pairs.append((row["source"], row["driving"]))
     return pairs
 

@@ -75,7 +75,9 @@ class _Totals:
         self.missing = 0
         self.detected = 0
 
-    def add(self, generated: np.ndarray, real: np.ndarray, kp: tuple, kp_real: tuple, size: tuple[int, int]) -> None:
+    def add(
+        self, generated: np.ndarray, real: np.ndarray, kp: tuple, kp_real: tuple, size: tuple[int, int]
+    ) -> None:
         self.frames += len(real)
         self.l1 += metrics.l1_sum(generated, real)
         distances = metrics.keypoint_distances(kp[0], kp_real[0], *size)
@@ -153,7 +155,12 @@ def evaluate(
             _write_side_by_side(Path(videos_out) / f"{item['name']}.mp4", item["video"], generated_all, fps)
         if on_progress is not None:
             on_progress(index + 1, count)
-    summary: dict[str, Any] = {"videos": count, "frames": ours.frames, "model": ours.result(), "baseline": baseline.result()}
+    summary: dict[str, Any] = {
+        "videos": count,
+        "frames": ours.frames,
+        "model": ours.result(),
+        "baseline": baseline.result(),
+    }
     summary["l1_ratio"] = summary["model"]["l1"] / max(summary["baseline"]["l1"], 1e-12)
     summary["akd_ratio"] = summary["model"]["akd"] / max(summary["baseline"]["akd"], 1e-12)
     if faces:
@@ -166,7 +173,9 @@ def evaluate(
             "mode": "reconstruction: frame 0 is the source, every frame drives it with absolute keypoints",
             "frame_size": list(size),
             "l1": "mean |generated - real| on [0, 1] pixels, averaged over all frames",
-            "akd": "face landmarks (pixels)" if faces else "model keypoints, generated vs real frame (pixels)",
+            "akd": "face landmarks (pixels)"
+            if faces
+            else "model keypoints, generated vs real frame (pixels)",
             "mkr": (
                 "frames whose real face is found but generated face is missed"
                 if faces

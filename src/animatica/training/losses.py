@@ -26,7 +26,25 @@ from torch import nn
 from animatica.training.errors import TrainingError
 
 # torchvision's VGG19 "features" up to relu5_1: channels per conv, "M" for max pooling.
-_VGG19_LAYOUT: tuple[int | str, ...] = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512)
+_VGG19_LAYOUT: tuple[int | str, ...] = (
+    64,
+    64,
+    "M",
+    128,
+    128,
+    "M",
+    256,
+    256,
+    256,
+    256,
+    "M",
+    512,
+    512,
+    512,
+    512,
+    "M",
+    512,
+)
 # End index (exclusive) in ``features`` of each slice: relu1_1, relu2_1, relu3_1, relu4_1, relu5_1.
 _SLICE_ENDS = (2, 7, 12, 21, 30)
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -58,7 +76,9 @@ class VGG19Features(nn.Module):
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except FileNotFoundError:
-            raise TrainingError(f"VGG19 weights {path} do not exist; pass an existing vgg19-*.pth file.") from None
+            raise TrainingError(
+                f"VGG19 weights {path} do not exist; pass an existing vgg19-*.pth file."
+            ) from None
         except Exception as exc:
             raise TrainingError(
                 f"VGG19 weights {path} cannot be read ({type(exc).__name__}); pass torchvision's vgg19-*.pth."
@@ -145,7 +165,10 @@ def discriminator_gan_loss(
 
 
 def feature_matching_loss(
-    real_maps: dict[str, object], fake_maps: dict[str, object], scales: Sequence[float], weights: Sequence[float]
+    real_maps: dict[str, object],
+    fake_maps: dict[str, object],
+    scales: Sequence[float],
+    weights: Sequence[float],
 ) -> torch.Tensor:
     """Σ_scales Σ_i w_i · mean|D_i(real) − D_i(fake)|, the discriminator's features as a perceptual loss."""
     total: torch.Tensor | None = None

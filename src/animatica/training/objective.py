@@ -61,7 +61,11 @@ class GeneratorObjective(nn.Module):
         )
 
     def forward(
-        self, source: torch.Tensor, driving: torch.Tensor, warp_affine: torch.Tensor, warp_weights: torch.Tensor
+        self,
+        source: torch.Tensor,
+        driving: torch.Tensor,
+        warp_affine: torch.Tensor,
+        warp_weights: torch.Tensor,
     ) -> tuple[Losses, dict[str, torch.Tensor]]:
         kp_source = self.kp_detector(source)
         kp_driving = self.kp_detector(driving)
@@ -108,7 +112,9 @@ class GeneratorObjective(nn.Module):
         value_weight = self.weights.get("equivariance_value", 0)
         if value_weight > 0:
             back = warp.apply(kp_warped["value"])
-            out["equivariance_value"] = losses.equivariance_value_loss(kp_driving["value"], back, value_weight)
+            out["equivariance_value"] = losses.equivariance_value_loss(
+                kp_driving["value"], back, value_weight
+            )
         jac_weight = self.weights.get("equivariance_jacobian", 0)
         if jac_weight > 0 and "jacobian" in kp_driving:
             back_jac = warp.jacobian(kp_warped["value"]) @ kp_warped["jacobian"]

@@ -71,9 +71,7 @@ def _texture(rng: np.random.Generator) -> Callable[[np.ndarray, np.ndarray], np.
         radii = rng.uniform(0.12, 0.3, 5)
 
         def weight(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-            d = np.min(
-                np.hypot(u[..., None] - centres[:, 0], v[..., None] - centres[:, 1]) - radii, axis=-1
-            )
+            d = np.min(np.hypot(u[..., None] - centres[:, 0], v[..., None] - centres[:, 1]) - radii, axis=-1)
             return np.clip(0.5 - d * 12, 0, 1)
 
     else:
@@ -111,11 +109,11 @@ def _oscillation(rng: np.random.Generator, t: np.ndarray, amplitude: float) -> n
 
 def _character(rng: np.random.Generator, t: np.ndarray) -> list[Part]:
     """Body parts of one character, back to front, with their per-frame placement matrices."""
-    size = rng.uniform(0.25, 0.45)
+    size = rng.uniform(0.3, 0.5)
     aspect = rng.uniform(0.7, 1.3)
     start = rng.uniform(-0.35, 0.35, 2)
-    x = start[0] + _oscillation(rng, t, 0.35)
-    y = start[1] + _oscillation(rng, t, 0.35)
+    x = start[0] + _oscillation(rng, t, 0.4)
+    y = start[1] + _oscillation(rng, t, 0.4)
     angle = rng.uniform(-0.5, 0.5) + _oscillation(rng, t, 0.6)
     breathe = 1 + _oscillation(rng, t, 0.15)
     body = np.stack(
@@ -143,7 +141,7 @@ def _character(rng: np.random.Generator, t: np.ndarray) -> list[Part]:
         limbs.append(Part(matrices, _ellipse, _texture(rng), (0.0, 0.0, 0.0, 0.0)))
     front = int(rng.integers(0, len(limbs) + 1))
     body_part = Part(body, _radius(rng), _texture(rng), wobble, eyes=True)
-    return limbs[:front] + [body_part] + limbs[front:]
+    return [*limbs[:front], body_part, *limbs[front:]]
 
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -158,13 +156,16 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
         freq = rng.uniform(3, 10)
         angle = rng.uniform(0, math.pi)
         a = np.sin(freq * math.pi * (math.cos(angle) * xx + math.sin(angle) * yy))
-        b = np.sin(freq * math.pi * (-math.sin(angle) * xx + math.cos(angle) * yy)) if rng.random() < 0.5 else 1
+        b = (
+            np.sin(freq * math.pi * (-math.sin(angle) * xx + math.cos(angle) * yy))
+            if rng.random() < 0.5
+            else 1
+        )
         m = (a * b > 0).astype(np.float64) * 0.7 + 0.15
     else:
         noise = gaussian_filter(rng.normal(0, 1, (size, size)), sigma=size / rng.uniform(6, 16), mode="wrap")
         m = np.clip(0.5 + noise / (4 * noise.std() + 1e-9), 0, 1)
-    grain = rng.normal(0, 0.03, (size, size, 1))
-    return np.clip(first * (1 - m[..., None]) + second * m[..., None] + grain, 0, 1)
+    return np.clip(first * (1 - m[..., None]) + second * m[..., None], 0, 1)
 
 
 def _draw_part(canvas: np.ndarray, part: Part, frame: int, grid: np.ndarray, px: float, t: float) -> None:

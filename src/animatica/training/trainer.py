@@ -71,8 +71,8 @@ class Guard:
             self.consecutive += 1
             if self.consecutive >= self.max_consecutive:
                 raise TrainingError(
-                    f"training diverged: {self.consecutive} steps in a row had a non-finite or exploding loss "
-                    f"(last {total:.4g}); lower the learning rates or resume from an earlier checkpoint."
+                    f"training diverged: {self.consecutive} steps in a row had a non-finite or exploding "
+                    f"loss (last {total:.4g}); lower the learning rates or resume from an earlier checkpoint."
                 )
             return False
         self.consecutive = 0
@@ -110,7 +110,9 @@ def pick_device(device: str) -> torch.device:
     return dev
 
 
-def _load_config(config: str | Path | fomm_config.FommConfig | None, stored: dict | None) -> fomm_config.FommConfig:
+def _load_config(
+    config: str | Path | fomm_config.FommConfig | None, stored: dict | None
+) -> fomm_config.FommConfig:
     if isinstance(config, fomm_config.FommConfig):
         cfg = config
     elif config is not None:
@@ -241,7 +243,9 @@ class Trainer:
                 try:
                     opt.load_state_dict(data[key])
                 except (ValueError, KeyError) as exc:
-                    raise TrainingError(f"checkpoint {source}: {key} does not fit the networks ({exc}).") from None
+                    raise TrainingError(
+                        f"checkpoint {source}: {key} does not fit the networks ({exc})."
+                    ) from None
         trainer = data.get("trainer")
         if isinstance(trainer, dict):
             if trainer.get("batch_size") != self.batch_size or trainer.get("seed") != self.seed:
@@ -284,7 +288,9 @@ class Trainer:
             generator=self.warps,
         )
         weights = warp.weights if warp.weights is not None else torch.zeros(source.shape[0], 1, 2)
-        losses, generated = self.generator_objective(source, driving, warp.affine.to(self.device), weights.to(self.device))
+        losses, generated = self.generator_objective(
+            source, driving, warp.affine.to(self.device), weights.to(self.device)
+        )
         losses = {k: v.mean() for k, v in losses.items()}
         total = sum(v for k, v in losses.items() if k not in METRIC_ONLY)
         assert isinstance(total, torch.Tensor)
@@ -460,7 +466,9 @@ def export_inference(checkpoint: Path, out: Path) -> Path:
     """Keep only what animation needs (generator, keypoint detector, config, epoch), e.g. to ship a model."""
     data = read_checkpoint(Path(checkpoint))
     if not isinstance(data.get("config"), dict):
-        raise TrainingError(f"checkpoint {checkpoint} stores no config; only Animatica's own checkpoints can be exported.")
+        raise TrainingError(
+            f"checkpoint {checkpoint} stores no config; only Animatica's own checkpoints can be exported."
+        )
     entries = {key: data[key] for key in ("generator", "kp_detector", "config", "epoch") if key in data}
     save_checkpoint(Path(out), entries)
     return Path(out)

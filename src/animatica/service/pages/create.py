@@ -38,13 +38,13 @@ def engine_choices() -> list[dict[str, str | bool]]:
         {
             "id": "landmarks",
             "label": "Face landmarks",
-            "hint": "Moves the face in your picture along 68 facial landmarks; needs no model weights.",
+            "hint": "Moves the face in your picture along 68 facial landmarks. Works without model weights.",
             "available": True,
         },
         {
             "id": "fomm",
             "label": "First Order Motion Model",
-            "hint": "The neural engine; not available on this server until an operator installs weights.",
+            "hint": "The neural engine; the operator must install its model weights first.",
             "available": False,
         },
     ]

@@ -41,7 +41,7 @@ def _notice(
 ) -> tuple[dict[str, str] | None, Payment | None, bool]:
     """(message, unfinished checkout to offer again, whether to forget the remembered checkout)."""
     if canceled:
-        return {"kind": "info", "text": "❌ Payment canceled. Nothing was charged."}, None, True
+        return {"kind": "info", "text": "Payment canceled. Nothing was charged."}, None, True
     if user is None or not checkout_id:
         return None, None, False
     try:
@@ -53,9 +53,7 @@ def _notice(
         with suppress(ServiceError):
             payment = payments.confirm_from_client(ctx.db, ctx.payments, checkout_id, user.id)
     if payment.status == "paid":
-        text = (
-            f"✅ Payment was successful! {payment.credits} credits were added. Thank you for your purchase!"
-        )
+        text = f"Payment was successful! {payment.credits} credits were added. Thank you for your purchase!"
         return {"kind": "success", "text": text}, None, True
     if success:
         text = "Thank you! The payment is being confirmed; your credits appear as soon as it is."

@@ -18,7 +18,12 @@
 
   const show = (job) => {
     const value = Math.max(0, Math.min(100, Number(job.progress) || 0));
-    bar.value = value;
+    // Nothing measurable yet (queued, loading): an indeterminate bar says "working" honestly.
+    if (value > 0) {
+      bar.value = value;
+    } else {
+      bar.removeAttribute("value");
+    }
     bar.textContent = `${Math.round(value)}%`;
     percent.textContent = `${Math.round(value)}%`;
     stage.textContent = job.stage_label;

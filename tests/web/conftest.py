@@ -1,0 +1,196 @@
+"""Fixtures for the web pages: a live server on a free port, Debian's Chromium driven by
+Playwright, real media files, and a place for screenshots.
+
+Browser tests are skipped (with the reason) when Playwright or /usr/bin/chromium is missing;
+CI installs both. Screenshots go to ``artifacts/screenshots/`` (git-ignored), or to
+``$ANIMATICA_SCREENSHOTS`` when that is set.
+"""
+
+import importlib.util
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi import FastAPI
+from PIL import Image
+
+from animatica.settings import Settings
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+REPO = Path(__file__).resolve().parents[2]
+SCREENSHOTS = Path(os.environ.get("ANIMATICA_SCREENSHOTS", REPO / "artifacts" / "screenshots"))
+UPLOAD_LIMIT = 3 * 1024 * 1024
+PASSWORD = "correct horse battery"
+
+
+def _browser_missing() -> str | None:
+    if importlib.util.find_spec("playwright") is None:
+        return "the playwright package is not installed (pip install playwright)"
+    if not CHROMIUM.is_file():
+        return f"{CHROMIUM} is missing (apt-get install chromium)"
+    return None
+
+
+@dataclass
+class LiveServer:
+    url: str
+    app: FastAPI
+    settings: Settings
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """The real app (real pipeline, `landmarks` engine, SQLite, local files) under uvicorn."""
+    import uvicorn
+
+    from animatica.service import create_app
+
+    reason = _browser_missing()
+    if reason:
+        pytest.skip(f"browser tests need Chromium and Playwright: {reason}")
+    home = tmp_path_factory.mktemp("web-home")
+    port = _free_port()
+    settings = Settings(
+        home=home,
+        secret_key="web-test-secret-key-long-enough-for-hs256-signing",
+        public_base_url=f"http://127.0.0.1:{port}",
+        max_upload_bytes=UPLOAD_LIMIT,
+        torch_threads=1,
+        job_poll_seconds=0.1,
+        log_level="WARNING",
+    )
+    app = create_app(settings)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, name="live-server", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the live server did not start")
+        time.sleep(0.05)
+    yield LiveServer(f"http://127.0.0.1:{port}", app, settings)
+    server.should_exit = True
+    thread.join(timeout=60)
+
+
+@pytest.fixture(scope="session")
+def browser(live_server: LiveServer) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def new_page(browser: Any, live_server: LiveServer) -> Iterator[Callable[..., Any]]:
+    """Pages in fresh browser contexts (own cookies); extra options go to new_context."""
+    contexts: list[Any] = []
+
+    def factory(**options: Any) -> Any:
+        context = browser.new_context(
+            base_url=live_server.url,
+            accept_downloads=True,
+            viewport=options.pop("viewport", {"width": 1280, "height": 860}),
+            **options,
+        )
+        context.set_default_timeout(15_000)
+        contexts.append(context)
+        page = context.new_page()
+        page.on("dialog", lambda dialog: dialog.accept())
+        return page
+
+    yield factory
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def page(new_page: Callable[..., Any]) -> Any:
+    return new_page()
+
+
+def screenshot(page: Any, name: str) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def sign_up(page: Any, username: str, password: str = PASSWORD) -> None:
+    page.goto("/signup")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password", exact=True).fill(password)
+    page.get_by_label("Confirm password").fill(password)
+    page.get_by_label("I have read and accept").check()
+    page.get_by_role("button", name="Create account").click()
+    page.wait_for_url("**/create")
+
+
+def credit_count(page: Any) -> int:
+    return int(page.locator("#credit-balance").get_attribute("data-credits"))
+
+
+@dataclass(frozen=True)
+class Media:
+    face: Path
+    driving: Path
+    text: Path
+    fake_jpeg: Path
+    huge_video: Path
+
+
+@pytest.fixture(scope="session")
+def media(tmp_path_factory: pytest.TempPathFactory) -> Media:
+    """A real photographed face, a generated 1 s driving clip, and files the site must refuse."""
+    from skimage import data
+
+    from animatica.demo import write_demo_driving
+
+    folder = tmp_path_factory.mktemp("web-media")
+    face = folder / "astronaut.png"
+    Image.fromarray(data.astronaut()[0:300, 100:400]).resize((256, 256)).save(face)
+    driving = write_demo_driving(folder / "talking.mp4", seconds=1)
+    text = folder / "notes.txt"
+    text.write_text("not a picture\n")
+    fake_jpeg = folder / "holiday.jpg"
+    fake_jpeg.write_bytes(b"<!doctype html><html><body><script>alert(1)</script></body></html>")
+    huge_video = folder / "huge.mp4"
+    huge_video.write_bytes(np.random.default_rng(0).bytes(UPLOAD_LIMIT + 512 * 1024))
+    return Media(face, driving, text, fake_jpeg, huge_video)
+
+
+@pytest.fixture
+def web() -> Any:
+    """The helpers above, for test modules (importlib mode cannot import conftest by name)."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        screenshot=screenshot, sign_up=sign_up, credit_count=credit_count, password=PASSWORD
+    )
