@@ -247,6 +247,27 @@ def serve(
     run_service(host=host, port=port)
 
 
+@app.command()
+@user_errors
+def worker(
+    concurrency: Annotated[int, typer.Option(help="Worker processes, one segment each.")] = 1,
+    queues: Annotated[str | None, typer.Option(help="Comma-separated queue names.")] = None,
+    loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
+    hostname: Annotated[str | None, typer.Option(help="Celery node name.")] = None,
+) -> None:
+    """Run a Celery worker for the scale-out mode (needs ANIMATICA_BROKER_URL)."""
+    from animatica.jobs.distributed import run_worker
+    from animatica.settings import get_settings
+
+    if not get_settings().broker_url:
+        raise AnimaticaError(
+            "no broker configured: set ANIMATICA_BROKER_URL (e.g. amqp://guest:guest@127.0.0.1:5672// "
+            "or redis://127.0.0.1:6379/0) and a shared ANIMATICA_DATABASE_URL"
+        )
+    run_worker(queues=queues.split(",") if queues else None, concurrency=concurrency, loglevel=loglevel,
+               hostname=hostname)  # fmt: skip
+
+
 @users_app.command("grant")
 @user_errors
 def users_grant(

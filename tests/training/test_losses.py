@@ -4,7 +4,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 
 from animatica.training import losses
 from animatica.training.errors import TrainingError
@@ -42,9 +41,8 @@ def _torchvision_vgg19_state(seed: int) -> dict[str, torch.Tensor]:
         if item == "M":
             index += 1
             continue
-        conv = nn.Conv2d(channels, item, 3, padding=1)
-        state[f"features.{index}.weight"] = conv.weight.detach()
-        state[f"features.{index}.bias"] = conv.bias.detach()
+        state[f"features.{index}.weight"] = torch.randn(item, channels, 3, 3) * (2 / (9 * channels)) ** 0.5
+        state[f"features.{index}.bias"] = torch.zeros(item)
         index += 2
         channels = item
     for i, (out_f, in_f) in zip((0, 3, 6), ((16, 32), (16, 16), (10, 16)), strict=True):

@@ -93,10 +93,13 @@ def test_sign_up_buy_animate_play_download_history(page: Any, media: Any, web: A
             break
         stage = page.locator("#job-stage")
         if stage.count():
-            seen_stages.add(stage.text_content())
+            label = stage.text_content()
+            if label == "Animating frames" and label not in seen_stages:
+                web.screenshot(page, "08b-job-animating")
+            seen_stages.add(label)
         page.wait_for_timeout(250)
     expect(video).to_be_visible(timeout=120_000)
-    assert seen_stages, "the progress view never showed a stage"
+    assert seen_stages - {"Starting", "Waiting in the queue"}, f"no live progress seen: {seen_stages}"
     expect(page.locator("#job-status")).to_have_text("Ready")
     assert web.credit_count(page) == free + 50 - 1
 

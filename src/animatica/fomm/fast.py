@@ -41,8 +41,10 @@ from animatica.fomm.winograd import WinogradConv2d
 # size of the plain ones, which also caps it to layers of moderate width.
 WINOGRAD_MIN_CHANNELS = 128
 WINOGRAD_MIN_PIXELS = 32 * 32
-WINOGRAD_MAX_WEIGHT_BYTES = 16 << 20
-WINOGRAD_TILE = 4
+WINOGRAD_MAX_WEIGHT_BYTES = 32 << 20
+# Output tile per kernel size: F(4x4, 3x3) for 3x3 kernels, F(5x5, 2x2) for the sub-pixel 2x2
+# kernels (both 6x6 input tiles, whose transforms stay accurate in float32).
+WINOGRAD_TILES = {3: 4, 2: 5}
 
 
 @functools.cache
@@ -119,10 +121,12 @@ class FastConv2d(nn.Module):
         self.register_buffer("bias", bias.detach().clone())
         self.padding = padding
         out_ch, in_ch, kh, kw = weight.shape
+        self.tile = WINOGRAD_TILES.get(kh, 0) if kh == kw else 0
+        winograd_bytes = (self.tile + kh - 1) ** 2 * in_ch * out_ch * weight.element_size()
         self.winograd_ok = (
-            kh == kw == 3
+            self.tile > 0
             and min(in_ch, out_ch) >= WINOGRAD_MIN_CHANNELS
-            and (WINOGRAD_TILE + 2) ** 2 * in_ch * out_ch * weight.element_size() <= WINOGRAD_MAX_WEIGHT_BYTES
+            and winograd_bytes <= WINOGRAD_MAX_WEIGHT_BYTES
         )
         self.winograd: WinogradConv2d | None = None
 
@@ -148,7 +152,7 @@ class FastConv2d(nn.Module):
     ) -> torch.Tensor:
         if self._use_winograd(x):
             if self.winograd is None:
-                self.winograd = WinogradConv2d(self.weight, self.bias, self.padding, WINOGRAD_TILE)
+                self.winograd = WinogradConv2d(self.weight, self.bias, self.padding, self.tile)
             return self.winograd(x, pre=pre, relu=relu, residual=residual)
         if pre is not None:
             x = torch.addcmul(pre[1].view(-1, 1, 1), x, pre[0].view(-1, 1, 1)).relu_()
@@ -221,8 +225,8 @@ class SubPixelUpBlock(nn.Module):
 
     One 2x2 convolution with 4·O outputs (one O-group per output parity (a, b)) over the input
     padded by 1 gives an (h+1, w+1) map; parity (a, b) of output pixel (2i + a, 2j + b) is that
-    group at (i + a, j + b). 4 instead of 9 multiplications per output, and the 4x larger
-    up-sampled tensor is never built.
+    group at (i + a, j + b). 4 instead of 9 multiplications per output (fewer still when the 2x2
+    convolution runs as Winograd), and the 4x larger up-sampled tensor is never built.
     """
 
     def __init__(self, block: UpBlock2d):
@@ -230,22 +234,19 @@ class SubPixelUpBlock(nn.Module):
         weight, bias = fold_batch_norm(block.conv, block.norm)
         out_ch, in_ch = weight.shape[:2]
         w = torch.einsum("atk,bsl,ockl->abocts", _SUBPIXEL_MIX, _SUBPIXEL_MIX, weight.double())
-        self.register_buffer("weight", _channels_last(w.reshape(4 * out_ch, in_ch, 2, 2).to(weight.dtype)))
-        self.register_buffer("bias", bias.repeat(4).clone())
+        self.conv = FastConv2d(w.reshape(4 * out_ch, in_ch, 2, 2).to(weight.dtype), bias.repeat(4), padding=1)
         self.out_channels = out_ch
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, _, h, w = x.shape
         o = self.out_channels
-        z = F.conv2d(_channels_last(x), self.weight.to(x.dtype), self.bias.to(x.dtype), padding=1)
-        z = z.permute(0, 2, 3, 1)  # (N, h+1, w+1, 4·O), contiguous when channels-last
+        z = self.conv(x).permute(0, 2, 3, 1)  # (N, h+1, w+1, 4·O), contiguous: channels-last
         out = z.new_empty(n, 2 * h, 2 * w, o)
         for a in (0, 1):
             for b in (0, 1):
                 group = 2 * a + b
-                torch.clamp(
-                    z[:, a : a + h, b : b + w, group * o : (group + 1) * o], min=0, out=out[:, a::2, b::2]
-                )
+                part = z[:, a : a + h, b : b + w, group * o : (group + 1) * o]
+                torch.clamp(part, min=0, out=out[:, a::2, b::2])
         return out.permute(0, 3, 1, 2)
 
 

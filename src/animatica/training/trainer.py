@@ -19,7 +19,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +95,6 @@ class Position:
     epoch: int = 0
     batch: int = 0
     step: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def pick_device(device: str) -> torch.device:
