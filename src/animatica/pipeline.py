@@ -176,13 +176,22 @@ def animate(
     done = 0
     animate_started = time.perf_counter()
     audio = Path(request.driving) if driving_info.has_audio and request.keep_audio else None
-    frames = islice(_frames(request, engine, driving_info), request.start, request.stop)
+    # An engine that carries state from frame to frame (tracking, smoothing) starts a segment some
+    # frames early and drops them, so that it reaches the segment's first frame as a whole run does.
+    warmup = min(request.start, getattr(engine, "warmup_frames", 0))
+    frames = islice(_frames(request, engine, driving_info), request.start - warmup, request.stop)
     with open_writer(output, fps, audio_from=audio) as writer:
         for chunk in iter_chunks(frames, request.batch_size):
             if cancelled():
                 raise Cancelled("the animation was canceled")
-            writer.write_chunk(engine.animate(state, chunk))
-            done += len(chunk)
+            animated = engine.animate(state, chunk)
+            if warmup:
+                dropped = min(warmup, len(animated))
+                animated, warmup = animated[dropped:], warmup - dropped
+                if not len(animated):
+                    continue
+            writer.write_chunk(animated)
+            done += len(animated)
             elapsed = time.perf_counter() - animate_started
             rate = done / elapsed if elapsed > 0 else 0.0
             eta = (total - done) / rate if total and rate > 0 and total >= done else None

@@ -130,3 +130,34 @@ def test_crop_face_and_find_best_frame_with_fomm(tiny_fomm_checkpoint, tmp_path)
                 source, driving, tmp_path / "x.mp4", tiny_fomm_checkpoint, best_frame=1, find_best_frame=True
             )
         )
+
+
+@pytest.mark.slow
+def test_landmarks_segment_warms_up_to_match_a_whole_run(tmp_path, monkeypatch) -> None:
+    """A stateful engine's segment starts early, so its first frame joins a whole run without a seam."""
+    from PIL import Image
+
+    from animatica.demo import demo_source, write_demo_driving
+    from animatica.engines.landmarks import LandmarksEngine
+
+    source = tmp_path / "face.png"
+    Image.fromarray(demo_source()).save(source)
+    driving = write_demo_driving(tmp_path / "drv.mp4", seconds=2.0)
+    animate(AnimationRequest(source=source, driving=driving, output=f"{tmp_path / 'whole'}/"))
+    whole = np.stack(list(iter_frames(tmp_path / "whole")))
+
+    def first_frame_gap(warmup: int) -> float:
+        monkeypatch.setattr(LandmarksEngine, "warmup_frames", warmup)
+        out = tmp_path / f"seg{warmup}"
+        animate(
+            AnimationRequest(
+                source=source, driving=driving, output=f"{out}/", start=30, stop=36, keep_audio=False
+            )
+        )
+        segment = np.stack(list(iter_frames(out)))
+        assert len(segment) == 6
+        return float(np.abs(segment[0].astype(float) - whole[30].astype(float)).mean())
+
+    settled = first_frame_gap(LandmarksEngine.warmup_frames)
+    assert settled < 2.0
+    assert first_frame_gap(0) > settled
