@@ -24,7 +24,7 @@ from animatica.training.synth import synthesize
 from animatica.training.trainer import export_inference, train
 
 CONFIG = Path(__file__).resolve().parents[1] / "src" / "animatica" / "fomm" / "configs" / "demo-64.yaml"
-TRAIN_SEED, HELD_OUT_SEED, TRAIN_VIDEOS, HELD_OUT_VIDEOS = 1, 2, 400, 40
+TRAIN_SEED, HELD_OUT_SEED, TRAIN_VIDEOS, HELD_OUT_VIDEOS = 1, 2, 200, 40
 
 
 def main() -> None:

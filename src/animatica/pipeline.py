@@ -96,13 +96,16 @@ def _engine_options(request: AnimationRequest, name: str) -> dict[str, Any]:
     return options
 
 
-def _frames(request: AnimationRequest, engine: Engine, info: MediaInfo) -> Iterator[np.ndarray]:
-    """Driving frames as the engine wants them: face-cropped if asked, fitted to its size."""
-    frames: Iterator[np.ndarray] = iter_frames(info.path)
+def _frames(
+    request: AnimationRequest, engine: Engine, info: MediaInfo, start: int = 0
+) -> Iterator[np.ndarray]:
+    """Driving frames from ``start`` on, as the engine wants them: face-cropped if asked, fitted."""
+    frames: Iterator[np.ndarray] = iter_frames(info.path, start)  # seeks: segments cost O(their length)
     if request.crop_face:
         from animatica.face.crop import crop_frames_iter
 
-        frames = crop_frames_iter(info.path, engine.frame_size)
+        # The face track is smoothed over the whole video, so it is computed from frame 0.
+        frames = islice(crop_frames_iter(info.path, engine.frame_size), start, None)
     if engine.frame_size is not None:
         frames = (fit_frame(f, engine.frame_size, request.fit) for f in frames)  # type: ignore[arg-type]
     return frames
@@ -119,11 +122,11 @@ def _source(request: AnimationRequest, engine: Engine) -> np.ndarray:
     return image
 
 
-def _frame_at(frames: Iterator[np.ndarray], index: int, path: Path) -> np.ndarray:
-    for i, frame in enumerate(frames):
-        if i == index:
-            return frame
-    raise AnimaticaError(f"--best-frame {index} is past the end of {path.name}")
+def _frame_at(frames: Iterator[np.ndarray], path: Path, index: int) -> np.ndarray:
+    frame = next(frames, None)
+    if frame is None:
+        raise AnimaticaError(f"--best-frame {index} is past the end of {path.name}")
+    return frame
 
 
 def _initial_index(request: AnimationRequest, info: MediaInfo) -> int:
@@ -165,7 +168,9 @@ def animate(
     engine = load_engine(name, **_engine_options(request, name))
     source = _source(request, engine)
     initial_index = _initial_index(request, driving_info)
-    initial = _frame_at(_frames(request, engine, driving_info), initial_index, Path(request.driving))
+    initial = _frame_at(
+        _frames(request, engine, driving_info, initial_index), Path(request.driving), initial_index
+    )
 
     report(Progress("prepare", 0, driving_info.frame_count, 0.0, None))
     state = engine.prepare(source, initial)
@@ -179,7 +184,10 @@ def animate(
     # An engine that carries state from frame to frame (tracking, smoothing) starts a segment some
     # frames early and drops them, so that it reaches the segment's first frame as a whole run does.
     warmup = min(request.start, getattr(engine, "warmup_frames", 0))
-    frames = islice(_frames(request, engine, driving_info), request.start - warmup, request.stop)
+    first = request.start - warmup
+    frames = _frames(request, engine, driving_info, first)
+    if request.stop is not None:
+        frames = islice(frames, request.stop - first)
     with open_writer(output, fps, audio_from=audio) as writer:
         for chunk in iter_chunks(frames, request.batch_size):
             if cancelled():

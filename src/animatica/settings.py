@@ -65,6 +65,15 @@ class Settings(BaseSettings):
     sync_timeout_seconds: float = Field(default=600.0, gt=0)
     engine: str = Field(default="landmarks", description="Engine used when a job does not name one.")
     ml_engine_key: str = Field(default="", description="Enables POST /api/fomm/video when set.")
+    fomm_checkpoint: str = Field(
+        default="demo",
+        description="FOMM checkpoint of service jobs: a shipped or home-folder name, or a path; "
+        "empty turns the fomm engine off.",
+    )
+    fomm_config: str | None = Field(
+        default=None,
+        description="Config of that checkpoint (YAML path or built-in name); None: the one it stores.",
+    )
     # --- service: worker and retention ---
     worker_enabled: bool = True
     worker_concurrency: int = Field(default=1, ge=1, description="Jobs animated at the same time.")

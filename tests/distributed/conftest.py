@@ -211,7 +211,6 @@ def make_cluster(tmp_path: Path) -> Iterator[Callable[..., Cluster]]:
         settings = Settings(**values)
         db = Database(settings.database_url)
         upgrade_to_head(db.engine)
-        plan_store.ensure_tables(db)
         env = {k: v for k, v in os.environ.items() if not k.startswith("ANIMATICA_")}
         env.update({f"ANIMATICA_{k.upper()}": str(v) for k, v in values.items()})
         cluster = Cluster(settings, db, open_storage(settings.storage_url), folder, env)

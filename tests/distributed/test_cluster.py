@@ -34,10 +34,13 @@ def _single_process_run(
 def test_segments_on_two_workers_equal_the_single_process_run(
     broker: str, make_cluster: Any, tmp_path: Path, tiny_fomm_checkpoint: Path
 ) -> None:
-    cluster = make_cluster(broker, workers=2)
+    # The workers find the FOMM weights in their settings, as in a deployment.
+    cluster = make_cluster(broker, workers=2, fomm_checkpoint=str(tiny_fomm_checkpoint))
     source, driving = face_inputs(tmp_path, frames=26, size=64)  # 8 + 8 + 8 + 2 frames
-    options = {"checkpoint": str(tiny_fomm_checkpoint), "relative": True}
-    expected = _single_process_run(source, driving, tmp_path / "single.mp4", options)
+    options = {"relative": True}
+    expected = _single_process_run(
+        source, driving, tmp_path / "single.mp4", {**options, "checkpoint": str(tiny_fomm_checkpoint)}
+    )
     cluster.wait_ready()
     user = cluster.user("alice", credits=2)
     job_id = cluster.submit(user, source, driving, "fomm", options)

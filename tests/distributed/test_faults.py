@@ -26,6 +26,11 @@ def _same_video(cluster: Any, job: Any, expected: list[np.ndarray], folder: Path
     assert all(np.array_equal(a, b) for a, b in zip(expected, got, strict=True))
 
 
+def _weights(checkpoint: Path) -> dict[str, Any]:
+    """The reference run names the checkpoint; the workers take it from their settings."""
+    return {"checkpoint": str(checkpoint)}
+
+
 def _running_segment(cluster: Any, job_id: str, timeout: float = 60.0) -> plan_store.SegmentRow:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -48,12 +53,13 @@ def _worker_pid(cluster: Any, job_id: str, index: int) -> int:
 def test_killing_a_worker_mid_segment_loses_nothing(
     make_cluster: Any, tmp_path: Path, tiny_fomm_checkpoint: Path
 ) -> None:
-    cluster = make_cluster("rabbitmq", workers=2, segment_seconds=5.0)
+    cluster = make_cluster(
+        "rabbitmq", workers=2, segment_seconds=5.0, fomm_checkpoint=str(tiny_fomm_checkpoint)
+    )
     source, driving = face_inputs(tmp_path, frames=120, size=64)  # 3 segments of 40 frames
-    options = {"checkpoint": str(tiny_fomm_checkpoint)}
-    expected = _single_process_run(source, driving, tmp_path / "single.mp4", options)
+    expected = _single_process_run(source, driving, tmp_path / "single.mp4", _weights(tiny_fomm_checkpoint))
     cluster.wait_ready()
-    job_id = cluster.submit(cluster.user("bob"), source, driving, "fomm", options)
+    job_id = cluster.submit(cluster.user("bob"), source, driving, "fomm", {})
     victim = _running_segment(cluster, job_id)
     time.sleep(0.3)  # let it get into its work
     pid = _worker_pid(cluster, job_id, victim.index)
@@ -79,12 +85,13 @@ def test_broker_restart_during_a_job_loses_nothing(
         _rabbitmqctl("status")
     except (OSError, subprocess.SubprocessError) as exc:
         pytest.skip(f"rabbitmqctl cannot control the local RabbitMQ ({exc})")
-    cluster = make_cluster("rabbitmq", workers=2, segments_per_user=2)
+    cluster = make_cluster(
+        "rabbitmq", workers=2, segments_per_user=2, fomm_checkpoint=str(tiny_fomm_checkpoint)
+    )
     source, driving = face_inputs(tmp_path, frames=64, size=64)  # 8 segments, 2 in flight at a time
-    options = {"checkpoint": str(tiny_fomm_checkpoint)}
-    expected = _single_process_run(source, driving, tmp_path / "single.mp4", options)
+    expected = _single_process_run(source, driving, tmp_path / "single.mp4", _weights(tiny_fomm_checkpoint))
     cluster.wait_ready()
-    job_id = cluster.submit(cluster.user("carol"), source, driving, "fomm", options)
+    job_id = cluster.submit(cluster.user("carol"), source, driving, "fomm", {})
     _running_segment(cluster, job_id)
     try:
         _rabbitmqctl("stop_app")
@@ -101,11 +108,13 @@ def test_paid_job_overtakes_a_long_free_one(
     broker: str, make_cluster: Any, tmp_path: Path, tiny_fomm_checkpoint: Path
 ) -> None:
     # One worker and no cap worth the name: only message priority can put the paid job first.
-    cluster = make_cluster(broker, workers=1, segments_per_user=100)
+    cluster = make_cluster(
+        broker, workers=1, segments_per_user=100, fomm_checkpoint=str(tiny_fomm_checkpoint)
+    )
     long_folder, short_folder = tmp_path / "long", tmp_path / "short"
     long_folder.mkdir()
     short_folder.mkdir()
-    options = {"checkpoint": str(tiny_fomm_checkpoint)}
+    options: dict[str, Any] = {}
     long_job = face_inputs(long_folder, frames=80, size=64)  # 10 segments
     short_job = face_inputs(short_folder, frames=16, size=64)  # 2 segments
     cluster.wait_ready()

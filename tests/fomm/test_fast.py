@@ -173,6 +173,10 @@ def test_fold_batch_norm_equals_conv_then_norm() -> None:
         (lambda: DownBlock2d(5, 8), (12, 10)),
         (lambda: SameBlock2d(4, 6), (9, 13)),
         (lambda: SameBlock2d(3, 8, kernel_size=7, padding=3), (10, 11)),
+        # Tiny maps: im2col GEMM convolutions, and up-sampling without the sub-pixel form.
+        (lambda: ResBlock2d(12), (5, 7)),
+        (lambda: UpBlock2d(10, 6), (3, 4)),
+        (lambda: DownBlock2d(5, 8), (6, 8)),
     ],
 )
 def test_fast_blocks_equal_plain_blocks(
@@ -195,11 +199,22 @@ def test_fast_blocks_equal_plain_blocks(
     assert max_diff(out, expected) < 2e-5
 
 
-def test_sub_pixel_up_block_never_builds_the_upsampled_input() -> None:
-    """Its convolution runs on the low-resolution input with 2x2 kernels."""
+def test_sub_pixel_up_block_never_builds_the_upsampled_input(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Beyond tiny inputs its convolution runs on the low-resolution input with 2x2 kernels."""
     torch.manual_seed(5)
-    block = fast.SubPixelUpBlock(UpBlock2d(4, 3).eval())
-    assert block.conv.weight.shape == (4 * 3, 4, 2, 2)
+    plain = UpBlock2d(4, 3).eval()
+    block = fast.SubPixelUpBlock(plain)
+    x = torch.rand(1, 4, 6, 6)
+    with torch.no_grad():
+        expected = plain(x)
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the up-sampled input was built")
+
+    monkeypatch.setattr(F, "interpolate", refuse)
+    with torch.no_grad():
+        assert max_diff(block(x), expected) < 1e-5
+    assert block.sub_pixel is not None and block.sub_pixel.weight.shape == (4 * 3, 4, 2, 2)
 
 
 def test_anti_alias_as_strided_convolution() -> None:

@@ -12,9 +12,9 @@ from animatica.fomm.checkpoint import read_checkpoint
 from animatica.fomm.config import config_from_dict, kp_detector_kwargs
 from animatica.fomm.keypoint_detector import KPDetector
 from animatica.media.reader import iter_frames
-from animatica.training.datasets import read_video
+from animatica.training.datasets import read_video, write_pairs
 from animatica.training.errors import DatasetError
-from animatica.training.evaluate import evaluate
+from animatica.training.evaluate import animate_pairs, evaluate
 from animatica.training.trainer import train
 
 from .conftest import tiny_config
@@ -88,3 +88,19 @@ def test_face_metrics_are_reported_when_asked(checkpoint: Path, tiny_data: Path)
 def test_bad_data_folder(checkpoint: Path, tmp_path: Path) -> None:
     with pytest.raises(DatasetError):
         evaluate(checkpoint, tmp_path / "missing", device="cpu")
+
+
+def test_animation_pairs_write_one_video_per_pair(checkpoint: Path, tiny_data: Path, tmp_path: Path) -> None:
+    write_pairs(tmp_path / "pairs.csv", [("clip00001", "clip00000")])
+    written = animate_pairs(
+        checkpoint, tiny_data, tmp_path / "anim", pairs_csv=tmp_path / "pairs.csv", device="cpu"
+    )
+    assert [p.name for p in written] == ["0000-clip00001-by-clip00000.mp4"]
+    frames = list(iter_frames(written[0]))
+    assert len(frames) == 8 and frames[0].shape == (32, 96, 3)
+    # Left: the source's first frame; middle: the driving clip (both through lossy H.264).
+    driving = read_video(tiny_data / "test" / "clip00000", (32, 32)).astype(int)
+    source = read_video(tiny_data / "test" / "clip00001", (32, 32)).astype(int)
+    middle, left = frames[5][:, 32:64].astype(int), frames[5][:, :32].astype(int)
+    assert np.abs(middle - driving[5]).mean() < np.abs(middle - source[0]).mean() / 2
+    assert np.abs(left - source[0]).mean() < np.abs(left - driving[5]).mean() / 2

@@ -56,11 +56,12 @@ def test_sign_up_buy_animate_play_download_history(page: Any, media: Any, web: A
     web.screenshot(page, "05-test-mode-checkout")
     page.get_by_role("button", name=re.compile("Pay")).click()
     expect(page.get_by_text("Paid: the credits were added.")).to_be_visible()
-    page.goto("/pricing")
+    page.get_by_role("link", name="Back to Animatica").click()
+    expect(page).to_have_url(re.compile(r"/pricing\?success=true&session_id=cs_local_"))
     expect(page.locator("#payment-notice")).to_contain_text("Payment was successful! 50 credits were added")
     assert web.credit_count(page) == free + 50
     web.screenshot(page, "06-pricing-paid")
-    page.reload()
+    page.goto("/pricing")  # said once, then forgotten
     expect(page.locator("#payment-notice")).to_have_count(0)
 
     # Create: Generate waits for both files; the picture is chosen, the video dropped.

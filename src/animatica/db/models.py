@@ -145,3 +145,50 @@ class WebhookEvent(Base):
     provider: Mapped[str] = mapped_column(String(16), nullable=False)
     type: Mapped[str] = mapped_column(String(64), nullable=False)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
+
+
+class DistPlan(Base):
+    """The segment plan of a job running on Celery workers (see ``jobs/plan_store.py``).
+
+    Deleted with its job, so a deleted job leaves no plan behind.
+    """
+
+    __tablename__ = "dist_plans"
+
+    job_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    urgency: Mapped[int] = mapped_column(Integer, nullable=False)
+    rate_num: Mapped[int] = mapped_column(Integer, nullable=False)
+    rate_den: Mapped[int] = mapped_column(Integer, nullable=False)
+    has_audio: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    total_frames: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    segment_count: Mapped[int] = mapped_column(Integer, nullable=False)
+    best_frame: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    join_state: Mapped[str] = mapped_column(String(8), nullable=False, default="none")
+    join_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+
+class DistSegment(Base):
+    """One segment of a distributed job: frames ``[start, stop)`` and where its work stands."""
+
+    __tablename__ = "dist_segments"
+    __table_args__ = (Index("ix_dist_segments_user_status", "user_id", "status"),)
+
+    job_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("dist_plans.job_id", ondelete="CASCADE"), primary_key=True
+    )
+    idx: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    urgency: Mapped[int] = mapped_column(Integer, nullable=False)
+    start: Mapped[int] = mapped_column(Integer, nullable=False)
+    stop: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    status: Mapped[str] = mapped_column(String(8), nullable=False)
+    sent: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    queued_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    frames: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    worker: Mapped[str | None] = mapped_column(String(96), nullable=True)
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

@@ -32,9 +32,11 @@ from animatica.fomm.blocks import (
     SameBlock2d,
     UpBlock2d,
 )
+from animatica.fomm.dense_motion import DenseMotionNetwork, MotionSource
 from animatica.fomm.generator import OcclusionAwareGenerator
+from animatica.fomm.geometry import at_least_fp32, keypoint_heatmaps
 from animatica.fomm.keypoint_detector import KPDetector
-from animatica.fomm.winograd import WinogradConv2d
+from animatica.fomm.winograd import WinogradConv2d, pad_nhwc
 
 # Winograd pays off when the batched product dominates the transforms' memory traffic: enough
 # channels on both sides and enough pixels per image. Its transformed weights are α²/r² = 4x the
@@ -44,7 +46,16 @@ WINOGRAD_MIN_PIXELS = 32 * 32
 WINOGRAD_MAX_WEIGHT_BYTES = 32 << 20
 # Output tile per kernel size: F(4x4, 3x3) for 3x3 kernels, F(5x5, 2x2) for the sub-pixel 2x2
 # kernels (both 6x6 input tiles, whose transforms stay accurate in float32).
-WINOGRAD_TILES = {3: 4, 2: 5}
+WINOGRAD_TILES = {3: 6, 2: 5}
+
+# Up to this many output pixels per image a convolution is one matrix product over an im2col copy
+# of its input: oneDNN's direct kernels are slow on tiny maps with many channels (the innermost
+# hourglass levels), while the GEMM's long side is then the channel count.
+GEMM_MAX_PIXELS = 8 * 8
+
+# Up-sampling blocks whose input has at most this many pixels up-sample and run a 3x3 GEMM
+# convolution; the sub-pixel form computes (h+1)(w+1) positions for h·w, a waste at 4x4.
+SUBPIXEL_MIN_PIXELS = 5 * 5
 
 
 @functools.cache
@@ -154,12 +165,38 @@ class FastConv2d(nn.Module):
             if self.winograd is None:
                 self.winograd = WinogradConv2d(self.weight, self.bias, self.padding, self.tile)
             return self.winograd(x, pre=pre, relu=relu, residual=residual)
-        if pre is not None:
-            x = torch.addcmul(pre[1].view(-1, 1, 1), x, pre[0].view(-1, 1, 1)).relu_()
-        y = F.conv2d(_channels_last(x), self.weight.to(x.dtype), self.bias.to(x.dtype), padding=self.padding)
+        k = self.weight.shape[-1]
+        h, w = x.shape[2] + 2 * self.padding - k + 1, x.shape[3] + 2 * self.padding - k + 1
+        if h * w <= GEMM_MAX_PIXELS and x.device.type == "cpu":
+            y = self._gemm(x, pre)
+        else:
+            y = self._direct(x, pre)
         if residual is not None:
             y = y + residual
         return y.relu_() if relu else y
+
+    def _gemm(self, x: torch.Tensor, pre: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+        """im2col: (N·Ho·Wo, k·k·C) patches times the (k·k·C, O) weight matrix, one product."""
+        n, c, h, w = x.shape
+        out_ch, _, k, _ = self.weight.shape
+        p = self.padding
+        ho, wo = h + 2 * p - k + 1, w + 2 * p - k + 1
+        padded = pad_nhwc(x, p, (h + 2 * p, w + 2 * p), pre)
+        s = padded.stride()
+        patches = padded.as_strided((n, ho, wo, k, k, c), (s[0], s[1], s[2], s[1], s[2], s[3]))
+        # The channels-last weight is (O, ky, kx, C) in memory: a (O, k·k·C) matrix without a copy.
+        matrix = self.weight.permute(0, 2, 3, 1).reshape(out_ch, k * k * c)
+        y = torch.addmm(
+            self.bias.to(x.dtype), patches.reshape(n * ho * wo, k * k * c), matrix.t().to(x.dtype)
+        )
+        return y.view(n, ho, wo, out_ch).permute(0, 3, 1, 2)
+
+    def _direct(self, x: torch.Tensor, pre: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+        if pre is not None:
+            x = torch.addcmul(pre[1].view(-1, 1, 1), x, pre[0].view(-1, 1, 1)).relu_()
+        return F.conv2d(
+            _channels_last(x), self.weight.to(x.dtype), self.bias.to(x.dtype), padding=self.padding
+        )
 
 
 def _fast_conv(conv: nn.Conv2d, bn: nn.BatchNorm2d | None = None) -> FastConv2d:
@@ -226,21 +263,37 @@ class SubPixelUpBlock(nn.Module):
     One 2x2 convolution with 4·O outputs (one O-group per output parity (a, b)) over the input
     padded by 1 gives an (h+1, w+1) map; parity (a, b) of output pixel (2i + a, 2j + b) is that
     group at (i + a, j + b). 4 instead of 9 multiplications per output (fewer still when the 2x2
-    convolution runs as Winograd), and the 4x larger up-sampled tensor is never built.
+    convolution runs as Winograd), and the 4x larger up-sampled tensor is never built. Tiny inputs
+    (the innermost hourglass levels) take the plain route instead; see SUBPIXEL_MIN_PIXELS.
     """
 
     def __init__(self, block: UpBlock2d):
         super().__init__()
         weight, bias = fold_batch_norm(block.conv, block.norm)
-        out_ch, in_ch = weight.shape[:2]
-        w = torch.einsum("atk,bsl,ockl->abocts", _SUBPIXEL_MIX, _SUBPIXEL_MIX, weight.double())
-        self.conv = FastConv2d(w.reshape(4 * out_ch, in_ch, 2, 2).to(weight.dtype), bias.repeat(4), padding=1)
-        self.out_channels = out_ch
+        self.conv = FastConv2d(weight, bias, padding=1)
+        self.sub_pixel: FastConv2d | None = None  # made on first use
+        self.out_channels = weight.shape[0]
+
+    def _sub_pixel_conv(self) -> FastConv2d:
+        if self.sub_pixel is None:
+            weight = self.conv.weight
+            out_ch, in_ch = weight.shape[:2]
+            w = torch.einsum(
+                "atk,bsl,ockl->abocts",
+                _SUBPIXEL_MIX.to(weight.device),
+                _SUBPIXEL_MIX.to(weight.device),
+                weight.double(),
+            )
+            w = w.reshape(4 * out_ch, in_ch, 2, 2).to(weight.dtype)
+            self.sub_pixel = FastConv2d(w, self.conv.bias.repeat(4), padding=1)
+        return self.sub_pixel
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, _, h, w = x.shape
+        if h * w < SUBPIXEL_MIN_PIXELS:
+            return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"), relu=True)
         o = self.out_channels
-        z = self.conv(x).permute(0, 2, 3, 1)  # (N, h+1, w+1, 4·O), contiguous: channels-last
+        z = self._sub_pixel_conv()(x).permute(0, 2, 3, 1)  # (N, h+1, w+1, 4·O), contiguous
         out = z.new_empty(n, 2 * h, 2 * w, o)
         for a in (0, 1):
             for b in (0, 1):
@@ -267,8 +320,64 @@ class FastAntiAlias(nn.Module):
         return F.conv2d(F.pad(x, self.pad), self.weight.to(x.dtype), stride=self.step, groups=self.groups)
 
 
+# Below this magnitude a value is flushed to zero: float32 denormals (|x| < 1.2e-38), which the
+# Gaussian heatmaps' tails and saturated sigmoids produce, make every product they enter ~100x
+# slower on x86, and torch.set_flush_denormal reaches only the calling thread, not the workers.
+TINY = 1e-30
+
+
+def flush_tiny(x: torch.Tensor) -> torch.Tensor:
+    """x with |values| < TINY set to 0 (a change far below float32 resolution of any sum)."""
+    return x.masked_fill(x.abs() < TINY, 0.0)
+
+
+class FastDenseMotion(DenseMotionNetwork):
+    """The dense motion network with denormal-free activations and its two heads as one conv.
+
+    Same maths as ``DenseMotionNetwork.forward``; the mask (K+1 channels) and occlusion (1 channel)
+    heads read the same features, so one 7x7 convolution with K+2 outputs computes both.
+    """
+
+    heads: nn.Conv2d
+
+    @classmethod
+    def convert(cls, network: DenseMotionNetwork) -> "FastDenseMotion":
+        """Turn ``network`` (an inference copy) into this class in place, merging its heads."""
+        network.__class__ = cls
+        heads = [network.mask] + ([network.occlusion] if network.occlusion is not None else [])
+        merged = nn.Conv2d(heads[0].in_channels, sum(h.out_channels for h in heads), 7, padding=3)
+        with torch.no_grad():
+            merged.weight.copy_(torch.cat([h.weight for h in heads]))
+            merged.bias.copy_(torch.cat([h.bias for h in heads]))
+        merged.weight.data = _channels_last(merged.weight.data)
+        network.heads = merged.to(heads[0].weight.device)
+        return network  # type: ignore[return-value]
+
+    def forward(self, src: MotionSource, kp_driving: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        b = kp_driving["value"].shape[0]
+        k1 = self.num_kp + 1
+        c, h, w = src.image.shape[1:]
+        motions = self.sparse_motions(src, kp_driving, h, w)  # (B, K+1, h, w, 2)
+        heat = keypoint_heatmaps(kp_driving["value"], h, w, self.kp_variance) - src.heatmaps
+        heat = torch.cat([heat.new_zeros(b, 1, h, w), heat], dim=1).unsqueeze(2)
+        image = src.image.expand(b, c, h, w).unsqueeze(1).expand(b, k1, c, h, w).reshape(b * k1, c, h, w)
+        deformed = F.grid_sample(image, motions.reshape(b * k1, h, w, 2), align_corners=True)
+        deformed = deformed.view(b, k1, c, h, w)
+        inputs = torch.cat([flush_tiny(heat), deformed], dim=2).view(b, k1 * (c + 1), h, w)
+        logits = at_least_fp32(self.heads(self.hourglass(inputs)))
+        mask = F.softmax(logits[:, :k1], dim=1)
+        flow = torch.einsum("bkhw,bkhwc->bhwc", mask, motions)
+        out = {"sparse_deformed": deformed, "mask": mask, "deformation": flow}
+        if self.occlusion is not None:
+            out["occlusion_map"] = flush_tiny(torch.sigmoid(logits[:, k1:]))
+        return out
+
+
 def _replacement(module: nn.Module) -> nn.Module | None:
     """The fast equivalent of ``module``, or None to keep it (and look inside it)."""
+    if isinstance(module, DenseMotionNetwork):
+        _swap_modules(module)
+        return FastDenseMotion.convert(module)
     if isinstance(module, ResBlock2d):
         return FastResBlock(module)
     if isinstance(module, UpBlock2d):

@@ -144,6 +144,25 @@ def _padded_buffer(
     return buf
 
 
+def pad_nhwc(
+    x: torch.Tensor, pad: int, extent: tuple[int, int], pre: tuple[torch.Tensor, torch.Tensor] | None = None
+) -> torch.Tensor:
+    """x (N, C, H, W) as an (N, Hp, Wp, C) = ``extent`` zero-padded NHWC work buffer, ``pad``
+    zeros before the image on both axes (the rest after it). ``pre`` = (scale, shift) per channel
+    applies relu(x·scale + shift) on the way, as a pre-activation block does; the padding stays
+    zero, as after a real activation. The buffer is reused by the next call of the same shape."""
+    n, c, h, w = x.shape
+    padded = _padded_buffer((n, *extent, c), pad, h, w, x)
+    inner = padded[:, pad : pad + h, pad : pad + w]
+    source = x.permute(0, 2, 3, 1)  # NHWC view; free when x is channels-last
+    if pre is None:
+        inner.copy_(source)
+    else:
+        torch.addcmul(pre[1], source, pre[0], out=inner)
+        inner.relu_()
+    return padded
+
+
 def release_buffers() -> None:
     """Drop this thread's work buffers, e.g. when inference is over for a while."""
     _scratch.__dict__.pop("pool", None)
@@ -174,7 +193,11 @@ class WinogradConv2d(nn.Module):
         self.register_buffer("ka", torch.kron(at, at).to(weight))  # (m², α²): vec(M) -> vec(Aᵀ M A)
         b = bias.detach() if bias is not None else weight.new_zeros(out_ch)
         self.register_buffer("bias", b.to(weight).clone())
-        self._bias_rows: dict[int, torch.Tensor] = {}
+        # Aᵀ's column for the point 1 is all ones, so adding the bias at transformed position
+        # (1, 1) adds it to every output of the tile: Aᵀ (b e eᵀ) A = b 1 1ᵀ. One (tiles, O) add
+        # instead of one per output.
+        one = _POINTS.index(Fraction(1))
+        self.bias_index = one * alpha + one
         self.tile = tile
         self.kernel = kh
         self.padding = padding
@@ -187,14 +210,6 @@ class WinogradConv2d(nn.Module):
             f"F({self.tile}x{self.tile}, {self.kernel}x{self.kernel})"
         )
 
-    def _bias_row(self, tiles: int) -> torch.Tensor:
-        """The bias repeated for ``tiles`` tiles, (1, tiles·O): the output transform adds it."""
-        row = self._bias_rows.get(tiles)
-        if row is None or row.device != self.bias.device or row.dtype != self.bias.dtype:
-            row = self.bias.repeat(tiles).view(1, -1)
-            self._bias_rows[tiles] = row
-        return row
-
     def output_size(self, height: int, width: int) -> tuple[int, int]:
         return height + 2 * self.padding - self.kernel + 1, width + 2 * self.padding - self.kernel + 1
 
@@ -205,19 +220,9 @@ class WinogradConv2d(nn.Module):
 
     def _padded(self, x: torch.Tensor, pre: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
         """(N, Hp, Wp, C) zero-padded NHWC input, covering every tile, pre-activation applied."""
-        n, c, h, w = x.shape
-        th, tw = self.tile_grid(h, w)
-        p, r = self.padding, self.kernel
-        hp, wp = th * self.tile + r - 1, tw * self.tile + r - 1
-        padded = _padded_buffer((n, hp, wp, c), p, h, w, x)
-        inner = padded[:, p : p + h, p : p + w]
-        source = x.permute(0, 2, 3, 1)  # NHWC view; free when x is channels-last
-        if pre is None:
-            inner.copy_(source)
-        else:  # relu(x * scale + shift): the padding stays zero, as after a real activation
-            torch.addcmul(pre[1], source, pre[0], out=inner)
-            inner.relu_()
-        return padded
+        th, tw = self.tile_grid(*x.shape[2:])
+        extent = (th * self.tile + self.kernel - 1, tw * self.tile + self.kernel - 1)
+        return pad_nhwc(x, self.padding, extent, pre)
 
     def blocks(
         self, x: torch.Tensor, pre: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -250,8 +255,9 @@ class WinogradConv2d(nn.Module):
                 torch.mm(self.kb, d.view(alpha * alpha, t * c), out=v.view(alpha * alpha, t * c))
                 prod = _buffer(0, size, padded)[: alpha * alpha * t * o].view(alpha * alpha, t, o)
                 torch.bmm(v, self.u, out=prod)  # (α², tiles, C) @ (α², C, O)
+                prod[self.bias_index] += self.bias
                 y = _buffer(1, size, padded)[: m * m * t * o].view(m * m, t * o)
-                torch.addmm(self._bias_row(t), self.ka, prod.view(alpha * alpha, t * o), out=y)
+                torch.mm(self.ka, prod.view(alpha * alpha, t * o), out=y)
                 yield img, r0, y.view(m, m, rows, tw, o).permute(2, 0, 3, 1, 4)
 
     def forward(

@@ -36,12 +36,14 @@ from typing import Any
 from celery import Celery, Task, shared_task
 from sqlalchemy import select, update
 
+from animatica.db.migrate import upgrade_to_head
 from animatica.db.models import Job, User
 from animatica.db.session import Database
 from animatica.db.types import utcnow
 from animatica.errors import AnimaticaError
 from animatica.jobs import plan_store, store
 from animatica.jobs.celery_app import build_app, message_priority, producer_app
+from animatica.jobs.engine_choice import request_options
 from animatica.jobs.execute import PIPELINE_OPTIONS
 from animatica.jobs.join import join_segments
 from animatica.jobs.segment_file import write_segment
@@ -56,9 +58,6 @@ PREPARE, SEGMENT, JOIN = "animatica.prepare", "animatica.segment", "animatica.jo
 INTERNAL_ERROR = "The animation failed because of an internal error; your credit was returned."
 RESEND_AFTER = 5.0  # seconds a message may stay unsent before the reconciler sends it again
 HEARTBEAT_INTERVAL = 1.0
-# Options only the operator sets on a job (the API never copies them from a request): which
-# FOMM checkpoint and config to use.
-OPERATOR_OPTIONS = ("checkpoint", "config")
 
 
 # --- per-process context ------------------------------------------------------------------
@@ -85,7 +84,6 @@ def context() -> Context:
         if _context is None or _context.pid != os.getpid():
             settings = _settings_override or get_settings()
             db = Database(settings.database_url)
-            plan_store.ensure_tables(db)
             _context = Context(settings, db, open_storage(settings.storage_url), os.getpid())
         return _context
 
@@ -377,13 +375,13 @@ def _fetch_inputs(ctx: Context, job: Job, folder: Path) -> tuple[Path, Path]:
 def _request(job: Job, source: Path, driving: Path, output: Path, settings: Settings, **extra: Any) -> Any:
     from animatica.pipeline import AnimationRequest
 
-    options = {k: v for k, v in dict(job.options).items() if k in PIPELINE_OPTIONS + OPERATOR_OPTIONS}
+    options = {k: v for k, v in dict(job.options).items() if k in PIPELINE_OPTIONS}
     options.update(extra)
     return AnimationRequest(
         source=source,
         driving=driving,
         output=output,
-        engine=job.engine,
+        **request_options(settings, job.engine),  # the worker's own FOMM weights
         device=settings.device,
         precision=settings.precision,
         batch_size=settings.batch_size,
@@ -602,7 +600,7 @@ def run_worker(
     _torch_threads = settings.torch_threads or max(1, (os.cpu_count() or 1) // max(1, concurrency))
     app = build_app(settings)
     db = Database(settings.database_url)
-    plan_store.ensure_tables(db)
+    upgrade_to_head(db.engine)  # a worker may start before the app ever ran on this database
     db.dispose()
     handler = _start_reconciler(reconcile_seconds or settings.job_heartbeat_seconds)
     worker_process_init.connect(handler, weak=False)

@@ -1,5 +1,7 @@
 """How a claimed job becomes a video: the bridge from the runner to ``animatica.pipeline``.
 
+The FOMM weights come from the operator's settings (``engine_choice``), never from the job.
+
 The runner depends only on the `Executor` call shape, so the job machinery can be exercised
 without animating anything; the real executor imports the pipeline (and torch) lazily, on
 the first job, not when the web app starts.
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from animatica.jobs.engine_choice import request_options
 from animatica.settings import Settings
 
 # Job options the API accepts and passes to the pipeline unchanged.
@@ -66,13 +69,14 @@ class PipelineExecutor:
     ) -> Any:
         from animatica.pipeline import AnimationRequest, animate
 
+        engine = request_options(self._settings, execution.engine)  # before torch: fail fast
         self._configure_torch()
         options = {k: v for k, v in execution.options.items() if k in PIPELINE_OPTIONS}
         request = AnimationRequest(
             source=execution.source,
             driving=execution.driving,
             output=execution.output,
-            engine=execution.engine,
+            **engine,
             device=self._settings.device,
             precision=self._settings.precision,
             batch_size=self._settings.batch_size,

@@ -7,31 +7,18 @@ that the broker accepted the message: a row queued but never sent (the broker wa
 sent again by the reconciler, and since a segment's output has a fixed key, a segment that
 runs twice overwrites its own file instead of adding frames.
 
-These tables have their own metadata (created on first use) so the distributed mode can be
-added to a database without touching the service's schema.
+The tables are part of the service's schema (``db/models.py``, Alembic revision 0002); a
+plan and its segments are deleted with their job.
 """
 
 from dataclasses import dataclass
 from datetime import datetime
 from fractions import Fraction
 
-from sqlalchemy import (
-    Boolean,
-    Column,
-    Index,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    func,
-    select,
-    update,
-)
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy import Table, func, select, update
 from sqlalchemy.orm import Session
 
-from animatica.db.session import Database
-from animatica.db.types import UTCDateTime
+from animatica.db.models import DistPlan, DistSegment
 from animatica.jobs.segments import Segment
 
 PENDING, QUEUED, DONE, DROPPED = "pending", "queued", "done", "dropped"
@@ -39,43 +26,8 @@ PENDING, QUEUED, DONE, DROPPED = "pending", "queued", "done", "dropped"
 # last segment finish, "sent" once the broker has the join task.
 JOIN_NONE, JOIN_CLAIMED, JOIN_SENT = "none", "claimed", "sent"
 
-metadata = MetaData()
-
-plans = Table(
-    "dist_plans",
-    metadata,
-    Column("job_id", String(32), primary_key=True),
-    Column("user_id", Integer, nullable=False),
-    Column("urgency", Integer, nullable=False),
-    Column("rate_num", Integer, nullable=False),
-    Column("rate_den", Integer, nullable=False),
-    Column("has_audio", Boolean, nullable=False),
-    Column("total_frames", Integer, nullable=True),
-    Column("segment_count", Integer, nullable=False),
-    Column("best_frame", Integer, nullable=True),
-    Column("join_state", String(8), nullable=False, default=JOIN_NONE),
-    Column("join_at", UTCDateTime(), nullable=True),
-    Column("created_at", UTCDateTime(), nullable=False),
-)
-
-segments = Table(
-    "dist_segments",
-    metadata,
-    Column("job_id", String(32), primary_key=True),
-    Column("idx", Integer, primary_key=True),
-    Column("user_id", Integer, nullable=False),
-    Column("urgency", Integer, nullable=False),
-    Column("start", Integer, nullable=False),
-    Column("stop", Integer, nullable=True),
-    Column("status", String(8), nullable=False),
-    Column("sent", Boolean, nullable=False, default=False),
-    Column("queued_at", UTCDateTime(), nullable=True),
-    Column("attempts", Integer, nullable=False, default=0),
-    Column("frames", Integer, nullable=True),
-    Column("worker", String(96), nullable=True),
-    Column("done_at", UTCDateTime(), nullable=True),
-    Index("ix_dist_segments_user_status", "user_id", "status"),
-)
+plans: Table = DistPlan.__table__  # type: ignore[assignment]
+segments: Table = DistSegment.__table__  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -101,14 +53,6 @@ class SegmentRow:
     attempts: int
     frames: int | None
     urgency: int
-
-
-def ensure_tables(db: Database) -> None:
-    """Create the tables if missing; two processes racing to create them is harmless."""
-    try:
-        metadata.create_all(db.engine, checkfirst=True)
-    except (IntegrityError, OperationalError, ProgrammingError):
-        metadata.create_all(db.engine, checkfirst=True)  # the other process won; now they exist
 
 
 def create_plan(

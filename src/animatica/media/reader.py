@@ -10,18 +10,20 @@ such as a live-recorded Matroska file, can only be read as far as it goes.)
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import av
 import av.container
+import av.video.frame
 import av.video.stream
 import numpy as np
 from av.video.reformatter import VideoReformatter
 from PIL import Image
 
 from animatica.errors import MediaError
-from animatica.media.container import declared_end, not_media_error, open_video, rotation_quarters
+from animatica.media.container import declared_end, not_media_error, rotation_quarters
 from animatica.media.probe import (
     DECODE_ERRORS,
     MediaInfo,
@@ -32,6 +34,7 @@ from animatica.media.probe import (
     probe,
     upright_size,
 )
+from animatica.media.seek import open_at
 from animatica.settings import get_settings
 
 _WHITE = (255, 255, 255, 255)
@@ -97,48 +100,47 @@ def _to_rgb(image: Image.Image) -> np.ndarray:
     return np.array(image.convert("RGB"), dtype=np.uint8)
 
 
-def iter_frames(path: Path) -> Iterator[np.ndarray]:
+def iter_frames(path: Path, start: int = 0) -> Iterator[np.ndarray]:
     """Yield the frames of a video file or a PNG-frame folder as ``(H, W, 3)`` uint8 RGB arrays.
 
     The input is probed first, so a truncated or unusable file fails before the first frame.
     Video frames are upright (the display rotation is applied). Every frame of a folder must
     have the size of its first frame. Decoding errors raise ``MediaError`` naming the file and
     the frame index; a still image is a ``MediaError`` too (use ``read_image``).
+
+    ``start`` skips to that frame index without decoding the video from its beginning where the
+    file allows it (see ``animatica.media.seek``); the frames are exactly those of
+    ``list(iter_frames(path))[start:]``, and a start past the end yields nothing.
     """
+    if start < 0:
+        raise ValueError(f"start must be 0 or more, got {start}")
     info = probe(Path(path))
     if info.kind == "video":
-        return _iter_video(info)
+        return _iter_video(info, start)
     if info.kind == "frames":
-        return _iter_folder(info)
+        return _iter_folder(info, start)
     raise MediaError(f"{info.path} is an image; a video or a folder of frames is needed here.")
 
 
-def _iter_video(info: MediaInfo) -> Iterator[np.ndarray]:
+def _iter_video(info: MediaInfo, start: int) -> Iterator[np.ndarray]:
     path = info.path
     limit = get_settings().max_video_frames
-    container = open_video(path)
-    try:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"  # frame + slice threads; memory stays bounded by the thread count
+    with contextlib.ExitStack() as stack:
+        container, stream, index, frames = open_at(path, start, stack)
         reformatter = VideoReformatter()  # reused: setting one up per frame costs more than converting
-        index = 0
         last_end: float | None = None
         try:
-            for frame in container.decode(stream):
+            for frame in frames:
                 if index >= limit:
                     raise MediaError(
                         f"{path} has more than {limit:,} frames; trim the video or raise "
                         "ANIMATICA_MAX_VIDEO_FRAMES."
                     )
-                rgb = reformatter.reformat(frame, format="rgb24", src_color_range=frame.color_range or None)
-                pixels = rgb.to_ndarray()
-                quarters = rotation_quarters(frame.rotation)
-                if quarters:
-                    pixels = np.ascontiguousarray(np.rot90(pixels, quarters))
                 if frame.time is not None:
                     shown_for = frame.duration * frame.time_base if frame.duration and frame.time_base else 0
                     last_end = frame.time + float(shown_for)
-                yield pixels
+                if index >= start:
+                    yield _upright_rgb(frame, reformatter)
                 index += 1
         except av.FFmpegError as exc:
             raise MediaError(
@@ -148,8 +150,15 @@ def _iter_video(info: MediaInfo) -> Iterator[np.ndarray]:
         if index == 0:
             raise MediaError(f"{path} contains no decodable video frames; export the video again.")
         _check_reached_end(info, container, stream, last_end)
-    finally:
-        container.close()
+
+
+def _upright_rgb(frame: av.video.frame.VideoFrame, reformatter: VideoReformatter) -> np.ndarray:
+    rgb = reformatter.reformat(frame, format="rgb24", src_color_range=frame.color_range or None)
+    pixels = rgb.to_ndarray()
+    quarters = rotation_quarters(frame.rotation)
+    if quarters:
+        pixels = np.ascontiguousarray(np.rot90(pixels, quarters))
+    return pixels
 
 
 def _check_reached_end(
@@ -174,9 +183,9 @@ def _check_reached_end(
         )
 
 
-def _iter_folder(info: MediaInfo) -> Iterator[np.ndarray]:
+def _iter_folder(info: MediaInfo, start: int) -> Iterator[np.ndarray]:
     expected = (info.height, info.width)
-    for file in frame_files(info.path):
+    for file in frame_files(info.path)[start:]:
         frame = _load_still(file)
         if frame.shape[:2] != expected:
             raise MediaError(

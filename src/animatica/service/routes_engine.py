@@ -41,7 +41,7 @@ def engine_video(
         raise NotFound("The ML-engine endpoint is not enabled on this server.")
     if x_ml_engine_key is None or not constant_time_equal(x_ml_engine_key, ctx.settings.ml_engine_key):
         raise Forbidden("The X-ML-Engine-Key header is missing or wrong.")
-    options = JobOptions(engine, relative, adapt_scale, False, find_best_frame).check()
+    options = JobOptions(engine, relative, adapt_scale, False, find_best_frame).check(ctx.settings)
     largest = max(PLANS.values(), key=lambda plan: plan.rank)
     folder = Path(tempfile.mkdtemp(prefix="animatica-engine-"))
     try:

@@ -1,56 +1,25 @@
 """/api/v1/animations: asynchronous animation jobs and the caller's own history.
 
-Every look-up is filtered by the caller's id, so another user's job is simply not found (404),
-which also hides whether an id exists.
+Handlers only translate HTTP to the functions of ``animations`` (shared with the web pages) and
+back; every look-up there is filtered by the caller's id.
 """
 
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile, status
 from fastapi.responses import JSONResponse
-from sqlalchemy import func, select
 
 from animatica.db import ledger
-from animatica.db.models import Job
-from animatica.jobs import store
+from animatica.jobs.engine_choice import concrete_engine, engine_statuses
+from animatica.service import animations
+from animatica.service.animations import job_view, load_job
 from animatica.service.deps import Ctx, Me
-from animatica.service.errors import Conflict, Gone, NotFound
 from animatica.service.results import serve_file
-from animatica.service.schemas import JobPage, JobView
+from animatica.service.schemas import EngineList, EngineView, JobPage, JobView
 from animatica.service.schemas import Me as MeView
 from animatica.service.submit import JobOptions, submit
 
 router = APIRouter(prefix="/api/v1", tags=["animations"])
-
-
-def job_view(job: Job) -> JobView:
-    has_result = job.status == store.SUCCEEDED and job.result_key is not None
-    return JobView(
-        id=job.id,
-        status=job.status,
-        progress=round(job.progress, 1),
-        stage=job.stage,
-        eta_seconds=job.eta_seconds,
-        error=job.error,
-        engine=job.engine,
-        options=job.options,
-        source_name=job.source_name,
-        driving_name=job.driving_name,
-        frames=job.frames,
-        fps=job.fps,
-        created_at=job.created_at,
-        started_at=job.started_at,
-        finished_at=job.finished_at,
-        result_url=f"/api/v1/animations/{job.id}/result" if has_result else None,
-    )
-
-
-def load_job(ctx: Ctx, user_id: int, job_id: str) -> Job:
-    with ctx.db.transaction() as session:
-        job = session.scalar(select(Job).where(Job.id == job_id, Job.user_id == user_id))
-    if job is None:
-        raise NotFound("There is no such animation.")
-    return job
 
 
 @router.get("/me")
@@ -58,6 +27,20 @@ def me(ctx: Ctx, user: Me) -> MeView:
     with ctx.db.transaction() as session:
         credits = ledger.balance(session, user.id)
     return MeView(id=user.id, username=user.username, plan=user.plan_id, credits=credits)
+
+
+@router.get("/engines")
+def list_engines(ctx: Ctx, _user: Me) -> EngineList:
+    """The engines a job may name, and whether this server can run each (FOMM needs weights)."""
+    default = ctx.settings.engine
+    if default == "auto":
+        default = concrete_engine(ctx.settings, default)
+    return EngineList(
+        default=default,
+        engines=[
+            EngineView(id=e.id, available=e.available, reason=e.reason) for e in engine_statuses(ctx.settings)
+        ],
+    )
 
 
 @router.post("/animations", status_code=status.HTTP_202_ACCEPTED)
@@ -92,16 +75,8 @@ def list_animations(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> JobPage:
-    with ctx.db.transaction() as session:
-        total = session.scalar(select(func.count()).select_from(Job).where(Job.user_id == user.id)) or 0
-        jobs = session.scalars(
-            select(Job)
-            .where(Job.user_id == user.id)
-            .order_by(Job.created_at.desc(), Job.id)
-            .limit(limit)
-            .offset(offset)
-        ).all()
-    return JobPage(items=[job_view(job) for job in jobs], total=total, limit=limit, offset=offset)
+    page = animations.history(ctx, user.id, limit, offset)
+    return JobPage(items=[job_view(job) for job in page.jobs], total=page.total, limit=limit, offset=offset)
 
 
 @router.get("/animations/{job_id}")
@@ -111,38 +86,17 @@ def get_animation(ctx: Ctx, user: Me, job_id: str) -> JobView:
 
 @router.get("/animations/{job_id}/result", response_class=Response)
 def get_result(ctx: Ctx, user: Me, job_id: str, request: Request) -> Response:
-    job = load_job(ctx, user.id, job_id)
-    if job.status != store.SUCCEEDED:
-        raise Conflict(f"The animation is {job.status}; its result is not available.")
-    if job.result_key is None:
-        raise Gone("This result was deleted by the retention policy; animate again.")
-    return serve_file(request, ctx.storage, job.result_key, f"animatica-{job.id}.mp4", "video/mp4")
+    key = animations.result_key(ctx, user.id, job_id)
+    return serve_file(request, ctx.storage, key, f"animatica-{job_id}.mp4", "video/mp4")
 
 
 @router.post("/animations/{job_id}/cancel")
 def cancel_animation(ctx: Ctx, user: Me, job_id: str) -> JobView:
-    job = load_job(ctx, user.id, job_id)
-    if job.status in store.FINAL:
-        raise Conflict(f"The animation already {job.status}; there is nothing to cancel.")
-    with ctx.db.transaction() as session:
-        store.request_cancel(session, job)
-    ctx.runner.cancel_local(job_id)
-    return job_view(load_job(ctx, user.id, job_id))
+    return job_view(animations.cancel(ctx, user.id, job_id))
 
 
 @router.delete("/animations/{job_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_animation(ctx: Ctx, user: Me, job_id: str) -> Response:
     """Delete a job and its files; a queued job is canceled (credit returned) first."""
-    job = load_job(ctx, user.id, job_id)
-    if job.status == store.QUEUED:
-        with ctx.db.transaction() as session:
-            store.request_cancel(session, job)
-        job = load_job(ctx, user.id, job_id)
-    if job.status not in store.FINAL:
-        raise Conflict("The animation is running; cancel it and wait for it to stop before deleting it.")
-    with ctx.db.transaction() as session:
-        session.execute(Job.__table__.delete().where(Job.id == job_id, Job.user_id == user.id))
-    for key in (job.source_key, job.driving_key, job.result_key):
-        if key:
-            ctx.storage.delete(key)
+    animations.remove(ctx, user.id, job_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -5,6 +5,7 @@ as with a hosted Stripe page; the page exists only while the local provider is a
 """
 
 from html import escape
+from urllib.parse import urlencode
 
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
@@ -48,13 +49,22 @@ def _render(payment: Payment, body: str) -> HTMLResponse:
     )
 
 
+def _links(checkout_id: str, paid: bool) -> str:
+    """Where the buyer goes next: back with the checkout id (as from Stripe), or away unpaid."""
+    if paid:
+        back = f"/pricing?{urlencode({'success': 'true', 'session_id': checkout_id})}"
+        return f'<p><a id="back" href="{escape(back)}">Back to Animatica</a></p>'
+    return '<p><a id="cancel" href="/pricing?canceled=true">Cancel</a> (nothing is charged)</p>'
+
+
 @router.get("/{checkout_id}", response_class=HTMLResponse)
 def checkout_page(ctx: Ctx, checkout_id: str) -> HTMLResponse:
     payment = _payment(ctx, checkout_id)
     if payment.status == "paid":
-        return _render(payment, "<p>This checkout is already paid.</p>")
+        return _render(payment, "<p>This checkout is already paid.</p>" + _links(checkout_id, True))
     action = f"/api/v1/payments/local/{escape(checkout_id)}/pay"
-    return _render(payment, f'<form method="post" action="{action}"><button>Pay (test mode)</button></form>')
+    form = f'<form method="post" action="{action}"><button>Pay (test mode)</button></form>'
+    return _render(payment, form + _links(checkout_id, False))
 
 
 @router.post("/{checkout_id}/pay", response_class=HTMLResponse)
@@ -62,4 +72,4 @@ def pay(ctx: Ctx, checkout_id: str) -> HTMLResponse:
     payment = _payment(ctx, checkout_id)
     credited = payments.complete_payment(ctx.db, checkout_id)
     message = "Paid: the credits were added." if credited else "This checkout was already paid."
-    return _render(payment, f"<p>{message}</p>")
+    return _render(payment, f"<p>{message}</p>" + _links(checkout_id, True))

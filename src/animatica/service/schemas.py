@@ -71,3 +71,14 @@ class Me(BaseModel):
     username: str
     plan: str
     credits: int
+
+
+class EngineView(BaseModel):
+    id: str
+    available: bool
+    reason: str | None = Field(description="Why the engine cannot run on this server, when it cannot.")
+
+
+class EngineList(BaseModel):
+    default: str = Field(description="The engine a job runs on when it names none.")
+    engines: list[EngineView]

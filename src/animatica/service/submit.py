@@ -6,7 +6,7 @@ that is always removed, and stored files are deleted again if the credit cannot 
 
 import tempfile
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,14 +14,16 @@ from fastapi import UploadFile
 
 from animatica.db import ledger
 from animatica.db.ledger import InsufficientCredits
+from animatica.errors import CheckpointError
 from animatica.jobs import store
+from animatica.jobs.engine_choice import REQUESTABLE, concrete_engine
 from animatica.service.context import ServiceContext
 from animatica.service.deps import CurrentUser
 from animatica.service.errors import Invalid
 from animatica.service.plans import get_plan
 from animatica.service.uploads import receive, sanitize_filename, validate_image, validate_video
+from animatica.settings import Settings
 
-ENGINES = ("landmarks", "fomm", "auto")
 FITS = ("crop", "pad", "stretch")
 
 
@@ -34,12 +36,18 @@ class JobOptions:
     find_best_frame: bool = False
     fit: str = "crop"
 
-    def check(self) -> "JobOptions":
-        if self.engine not in ENGINES:
-            raise Invalid(f"Unknown engine {self.engine!r}; use one of {', '.join(ENGINES)}.")
+    def check(self, settings: Settings) -> "JobOptions":
+        """The options with a concrete engine that this server can run; Invalid (422) otherwise."""
+        if self.engine not in REQUESTABLE:
+            raise Invalid(f"Unknown engine {self.engine!r}; use one of {', '.join(REQUESTABLE)}.")
         if self.fit not in FITS:
             raise Invalid(f"Unknown fit {self.fit!r}; use one of {', '.join(FITS)}.")
-        return self
+        try:
+            engine = concrete_engine(settings, self.engine)
+        except CheckpointError as error:
+            message = str(error)
+            raise Invalid(message[:1].upper() + message[1:]) from error
+        return replace(self, engine=engine)
 
     def pipeline_options(self) -> dict[str, Any]:
         return {
@@ -61,7 +69,7 @@ def submit(
     max_seconds: float | None = None,
 ) -> str:
     """Validate and queue a job; returns its id. Raises 402 before any work when out of credit."""
-    options.check()
+    options = options.check(ctx.settings)
     plan = get_plan(user.plan_id)
     with ctx.db.transaction() as session:
         if ledger.balance(session, user.id) < 1:

@@ -228,10 +228,13 @@ def _reconstruct(
 
 
 def _write_side_by_side(path: Path, real: np.ndarray, generated: np.ndarray, fps: float) -> None:
+    first = np.repeat(real[:1], len(real), axis=0)
+    _write_side_by_side_frames(path, np.concatenate([real, first, generated], axis=2), fps)
+
+
+def _write_side_by_side_frames(path: Path, frames: np.ndarray, fps: float) -> None:
     from animatica.media.writer import open_writer
 
-    first = np.repeat(real[:1], len(real), axis=0)
-    frames = np.concatenate([real, first, generated], axis=2)
     if frames.shape[1] % 2 or frames.shape[2] % 2:  # H.264 with 4:2:0 needs even sizes
         frames = np.pad(frames, ((0, 0), (0, frames.shape[1] % 2), (0, frames.shape[2] % 2), (0, 0)))
     with open_writer(path, fps) as writer:
@@ -247,3 +250,64 @@ def _write_json(path: Path, report: dict[str, Any]) -> None:
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def animate_pairs(
+    checkpoint: str | Path,
+    data: Path,
+    out_dir: Path,
+    pairs_csv: Path | None = None,
+    count: int = 10,
+    seed: int = 0,
+    config: str | Path | None = None,
+    device: str = "auto",
+    batch_size: int = 16,
+    fps: float = 25.0,
+) -> list[Path]:
+    """Animation evaluation: for each (source, driving) pair, one video source | driving | result.
+
+    The source video's first frame is animated with the driving video's relative motion, as the
+    reference's animation mode does; pairs come from ``pairs_csv`` or are drawn at random
+    (``count`` pairs, reproducible for ``seed``). There is no ground truth here, so no metric:
+    the videos are for looking at identity preservation across subjects.
+    """
+    from animatica.fomm.motion import normalize_kp
+    from animatica.training.datasets import PairedDataset, random_pairs, read_pairs, video_name
+
+    model = _Model(checkpoint, config, device)
+    size = fomm_config.frame_size(model.cfg)
+    videos = FramesDataset(Path(data), frame_shape=size, is_train=False)
+    names = [video_name(p) for p in videos.videos]
+    pairs = read_pairs(pairs_csv, names) if pairs_csv is not None else random_pairs(names, count, seed)
+    paired = PairedDataset(videos, pairs)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    written = []
+    for index in range(len(paired)):
+        item = paired[index]
+        driving = item["driving_video"]
+        source_frame = item["source_video"][:1]
+        outputs = []
+        with torch.inference_mode():
+            source = model.tensor(source_frame)
+            kp_source = model.kp_detector(source)
+            kp_initial = model.kp_detector(model.tensor(driving[:1]))
+            encoded = model.generator.encode(source, kp_source)
+            for start in range(0, len(driving), batch_size):
+                kp_driving = model.kp_detector(model.tensor(driving[start : start + batch_size]))
+                kp = normalize_kp(
+                    kp_source,
+                    kp_driving,
+                    kp_initial,
+                    use_relative_movement=True,
+                    use_relative_jacobian=True,
+                )
+                outputs.append(
+                    _to_uint8(model.generator.decode(encoded, kp, with_deformed=False)["prediction"])
+                )
+        path = Path(out_dir) / f"{index:04d}-{item['source_name']}-by-{item['driving_name']}.mp4"
+        sources = np.repeat(source_frame, len(driving), axis=0)
+        _write_side_by_side_frames(
+            path, np.concatenate([sources, driving, np.concatenate(outputs)], axis=2), fps
+        )
+        written.append(path)
+    return written

@@ -59,7 +59,7 @@ def _texture(rng: np.random.Generator) -> Callable[[np.ndarray, np.ndarray], np.
     first, second = _palette(rng)
     kind = rng.integers(3)
     if kind == 0:
-        freq = rng.uniform(4, 9)
+        freq = rng.uniform(2, 5)
         angle = rng.uniform(0, math.pi)
         dx, dy = math.cos(angle), math.sin(angle)
 
@@ -75,7 +75,7 @@ def _texture(rng: np.random.Generator) -> Callable[[np.ndarray, np.ndarray], np.
             return np.clip(0.5 - d * 12, 0, 1)
 
     else:
-        waves = rng.normal(0, 4, (3, 2))
+        waves = rng.normal(0, 2.5, (3, 2))
         phases = rng.uniform(0, 2 * math.pi, 3)
 
         def weight(u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -109,7 +109,7 @@ def _oscillation(rng: np.random.Generator, t: np.ndarray, amplitude: float) -> n
 
 def _character(rng: np.random.Generator, t: np.ndarray) -> list[Part]:
     """Body parts of one character, back to front, with their per-frame placement matrices."""
-    size = rng.uniform(0.3, 0.5)
+    size = rng.uniform(0.35, 0.55)
     aspect = rng.uniform(0.7, 1.3)
     start = rng.uniform(-0.35, 0.35, 2)
     x = start[0] + _oscillation(rng, t, 0.4)
@@ -153,7 +153,7 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
         angle = rng.uniform(0, 2 * math.pi)
         m = np.clip(0.5 + (math.cos(angle) * (xx - 0.5) + math.sin(angle) * (yy - 0.5)), 0, 1)
     elif kind == 1:
-        freq = rng.uniform(3, 10)
+        freq = rng.uniform(2, 4)
         angle = rng.uniform(0, math.pi)
         a = np.sin(freq * math.pi * (math.cos(angle) * xx + math.sin(angle) * yy))
         b = (
@@ -163,7 +163,7 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
         )
         m = (a * b > 0).astype(np.float64) * 0.7 + 0.15
     else:
-        noise = gaussian_filter(rng.normal(0, 1, (size, size)), sigma=size / rng.uniform(6, 16), mode="wrap")
+        noise = gaussian_filter(rng.normal(0, 1, (size, size)), sigma=size / rng.uniform(4, 8), mode="wrap")
         m = np.clip(0.5 + noise / (4 * noise.std() + 1e-9), 0, 1)
     return np.clip(first * (1 - m[..., None]) + second * m[..., None], 0, 1)
 

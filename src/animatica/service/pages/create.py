@@ -14,6 +14,8 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
 from animatica.errors import AnimaticaError
+from animatica.jobs.engine_choice import concrete_engine, engine_statuses
+from animatica.service.animations import load_job
 from animatica.service.context import ServiceContext
 from animatica.service.deps import Ctx, CurrentUser
 from animatica.service.errors import status_for
@@ -21,8 +23,8 @@ from animatica.service.pages.problems import PageProblem, wants_json
 from animatica.service.pages.sessions import CsrfChecked, Viewer
 from animatica.service.pages.views import credits_of, redirect, render
 from animatica.service.plans import get_plan
-from animatica.service.routes_jobs import load_job
 from animatica.service.submit import JobOptions, submit
+from animatica.settings import Settings
 
 router = APIRouter(include_in_schema=False)
 
@@ -32,28 +34,47 @@ VIDEO_TYPES = ("video/mp4", "video/quicktime", "video/x-msvideo", "video/avi", "
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".webm")
 
 
-def engine_choices() -> list[dict[str, str | bool]]:
-    """Engines a job can use from the web. FOMM needs weights the service cannot yet be given."""
-    return [
-        {
-            "id": "landmarks",
-            "label": "Face landmarks",
-            "hint": "Moves the face in your picture along 68 facial landmarks. Works without model weights.",
-            "available": True,
-        },
-        {
-            "id": "fomm",
-            "label": "First Order Motion Model",
-            "hint": "The neural engine; the operator must install its model weights first.",
-            "available": False,
-        },
-    ]
+ENGINE_TEXT = {
+    "landmarks": (
+        "Face landmarks",
+        "Moves the face in your picture along 68 facial landmarks. Works without model weights.",
+    ),
+    "fomm": (
+        "First Order Motion Model",
+        "The neural engine: learned keypoints and local motions; it can also paint in what the "
+        "picture does not show.",
+    ),
+}
+
+
+def engine_choices(settings: Settings) -> list[dict[str, str | bool]]:
+    """The engines of the form, from the same availability the API reports and submission enforces."""
+    default = settings.engine if settings.engine in ENGINE_TEXT else "landmarks"
+    if settings.engine == "auto":
+        default = concrete_engine(settings, "auto")
+    choices: list[dict[str, str | bool]] = []
+    for status in engine_statuses(settings):
+        label, hint = ENGINE_TEXT[status.id]
+        if not status.available:
+            hint = f"Not available here: {status.reason}."
+        choices.append(
+            {
+                "id": status.id,
+                "label": label,
+                "hint": hint,
+                "available": status.available,
+                "selected": status.available and status.id == default,
+            }
+        )
+    if not any(choice["selected"] for choice in choices):
+        choices[0]["selected"] = True  # landmarks always runs
+    return choices
 
 
 def _form_context(ctx: ServiceContext, user: CurrentUser) -> dict[str, object]:
     plan = get_plan(user.plan_id)
     return {
-        "engines": engine_choices(),
+        "engines": engine_choices(ctx.settings),
         "limits": {
             "bytes": ctx.settings.max_upload_bytes,
             "seconds": plan.max_duration_seconds,

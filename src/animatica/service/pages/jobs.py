@@ -1,7 +1,7 @@
 """One animation's page (live progress, then the player and the download) and the History.
 
-Every operation is the API's own function called with the signed-in user, so the pages see
-exactly what the API sees, including "another user's job does not exist".
+Every operation is a function of ``animations``, the same the API calls, with the signed-in
+user, so the pages see exactly what the API sees, including "another user's job does not exist".
 """
 
 import io
@@ -16,13 +16,16 @@ from PIL import Image
 
 from animatica.errors import AnimaticaError
 from animatica.jobs import store
-from animatica.service import routes_jobs
+from animatica.service import animations
+from animatica.service.animations import job_view, load_job
 from animatica.service.deps import Ctx, CurrentUser
 from animatica.service.errors import Conflict, NotFound, status_for
 from animatica.service.pages.create import rerun
+from animatica.service.pages.events import status_payload
 from animatica.service.pages.problems import PageProblem, wants_json
 from animatica.service.pages.sessions import Caller, CsrfChecked, Viewer
-from animatica.service.pages.views import eta_text, redirect, render, stage_label
+from animatica.service.pages.views import redirect, render
+from animatica.service.results import serve_file
 from animatica.service.schemas import JobView
 from animatica.storage.base import StorageError
 
@@ -33,7 +36,7 @@ PAGE_SIZE = 12
 
 def _view(ctx: Ctx, user: CurrentUser, job_id: str) -> JobView:
     try:
-        return routes_jobs.get_animation(ctx, user, job_id)
+        return job_view(load_job(ctx, user.id, job_id))
     except NotFound as error:
         raise PageProblem(404, "There is no such animation in your account.", "Not found") from error
 
@@ -46,16 +49,8 @@ def job_page(request: Request, ctx: Ctx, user: Viewer, job_id: str) -> Response:
 
 @router.get("/jobs/{job_id}/status")
 def job_status(ctx: Ctx, user: Caller, job_id: str) -> JSONResponse:
-    """The API's job view plus the words the page shows, so the script holds no copy of them."""
-    job = _view(ctx, user, job_id)
-    return JSONResponse(
-        {
-            **job.model_dump(mode="json"),
-            "stage_label": stage_label(job.stage),
-            "eta_text": eta_text(job.eta_seconds),
-        },
-        headers={"Cache-Control": "no-store"},
-    )
+    """Polled by the job page when its event stream (``events.py``) is not available."""
+    return JSONResponse(status_payload(_view(ctx, user, job_id)), headers={"Cache-Control": "no-store"})
 
 
 @router.post("/jobs/{job_id}/cancel", dependencies=[CsrfChecked])
@@ -63,7 +58,7 @@ def cancel(request: Request, ctx: Ctx, user: Viewer, job_id: str) -> Response:
     _view(ctx, user, job_id)
     flash = "canceled"
     try:
-        view = routes_jobs.cancel_animation(ctx, user, job_id)
+        view = job_view(animations.cancel(ctx, user.id, job_id))
     except Conflict:
         view, flash = _view(ctx, user, job_id), "already_final"
     if wants_json(request):
@@ -75,7 +70,7 @@ def cancel(request: Request, ctx: Ctx, user: Viewer, job_id: str) -> Response:
 def delete(ctx: Ctx, user: Viewer, job_id: str) -> Response:
     _view(ctx, user, job_id)
     try:
-        routes_jobs.delete_animation(ctx, user, job_id)
+        animations.remove(ctx, user.id, job_id)
     except Conflict:
         return redirect(f"/jobs/{job_id}", "delete_running")
     return redirect("/history", "deleted")
@@ -97,15 +92,16 @@ def rerun_job(request: Request, ctx: Ctx, user: Viewer, job_id: str) -> Response
 def result(request: Request, ctx: Ctx, user: Caller, job_id: str) -> Response:
     """The video, with Range support for the player; saved as ``animatica-<id>.mp4``."""
     try:
-        return routes_jobs.get_result(ctx, user, job_id, request)
+        key = animations.result_key(ctx, user.id, job_id)
     except AnimaticaError as error:
         raise PageProblem(status_for(error), str(error), "No video") from error
+    return serve_file(request, ctx.storage, key, f"animatica-{job_id}.mp4", "video/mp4")
 
 
 @router.get("/jobs/{job_id}/thumbnail")
 def thumbnail(ctx: Ctx, user: Caller, job_id: str) -> Response:
     """A small JPEG of the source picture for the History; made on demand, never stored."""
-    job = routes_jobs.load_job(ctx, user.id, job_id)
+    job = load_job(ctx, user.id, job_id)
     if not job.source_key:
         raise NotFound("The picture of this animation is no longer kept.")
     with tempfile.TemporaryDirectory(prefix="animatica-thumb-") as tmp:
@@ -131,7 +127,7 @@ def history(
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
     per: Annotated[int, Query(ge=1, le=48)] = PAGE_SIZE,
 ) -> Response:
-    listing = routes_jobs.list_animations(ctx, user, limit=per, offset=(page - 1) * per)
+    listing = animations.history(ctx, user.id, limit=per, offset=(page - 1) * per)
     pages = max(1, ceil(listing.total / per))
     if page > pages:
         return redirect(f"/history?page={pages}" + (f"&per={per}" if per != PAGE_SIZE else ""))
@@ -140,7 +136,7 @@ def history(
         ctx,
         "history.html",
         user,
-        jobs=listing.items,
+        jobs=[job_view(job) for job in listing.jobs],
         total=listing.total,
         page=page,
         pages=pages,

@@ -286,4 +286,13 @@
     request.addEventListener("error", () => finish("The upload was interrupted; check your connection and try again."));
     request.send(new FormData(form));
   });
+
+  // The hint under the engine list describes the engine chosen now.
+  const engine = document.getElementById("engine");
+  const engineHint = document.getElementById("engine-hint");
+  if (engine && engineHint) {
+    engine.addEventListener("change", () => {
+      engineHint.textContent = engine.selectedOptions[0]?.dataset.hint || "";
+    });
+  }
 })();
