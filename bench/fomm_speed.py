@@ -46,6 +46,14 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def load_average() -> float:
+    """1-minute load average: above the core count, other processes share the CPU (noisy figures)."""
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return float("nan")
+
+
 def build_networks(checkpoint: str | None) -> tuple[KPDetector, OcclusionAwareGenerator]:
     """vox-256 networks; random weights get non-trivial batch-norm statistics and sharper heads
     (as trained networks have), so that folding and the outputs' range are exercised."""
@@ -94,17 +102,25 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
 
 
-def interleaved(cases: dict[str, tuple[Callable[[], object], int]], rounds: int) -> dict[str, list[float]]:
-    """ms per frame of every case in every round; the cases take turns within a round."""
-    times: dict[str, list[float]] = {name: [] for name in cases}
+def interleaved(
+    cases: dict[str, tuple[Callable[[], object], int]], rounds: int
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Wall and CPU ms per frame of every case in every round; the cases take turns in a round.
+
+    CPU time (all threads of this process) is the load-robust figure with ``--threads 1``: time
+    slices lost to other processes do not count. With more threads it includes spin-waiting.
+    """
+    wall: dict[str, list[float]] = {name: [] for name in cases}
+    cpu: dict[str, list[float]] = {name: [] for name in cases}
     for fn, _ in cases.values():
         fn()  # warm-up: allocations, lazily built weights, oneDNN kernels
     for _ in range(rounds):
         for name, (fn, count) in cases.items():
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             fn()
-            times[name].append((time.perf_counter() - start) * 1e3 / count)
-    return times
+            wall[name].append((time.perf_counter() - start) * 1e3 / count)
+            cpu[name].append((time.process_time() - start_cpu) * 1e3 / count)
+    return wall, cpu
 
 
 def matmul_gflops(dtype: torch.dtype, rounds: int = 5) -> float:
@@ -127,7 +143,10 @@ def main() -> None:
     parser.add_argument("--checkpoint", help="a vox-256 checkpoint instead of random weights")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batches", default="1,2,4,8", help="batch sizes of the optimised path")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice, the cores)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     say = (lambda *a: None) if args.json else print
     batches = [int(b) for b in args.batches.split(",")]
 
@@ -167,9 +186,12 @@ def main() -> None:
         for b in batches:
             cases[f"optimised fp32, batch {b}"] = (fast(b), b)
         say(f"measuring {len(cases)} variants, {args.rounds} interleaved rounds ...")
-        times = interleaved(cases, args.rounds)
+        load_before = load_average()
+        times, cpu_times = interleaved(cases, args.rounds)
+        load_after = load_average()
 
     best = {name: min(t) for name, t in times.items()}
+    best_cpu = {name: min(t) for name, t in cpu_times.items()}
     fast_names = [f"optimised fp32, batch {b}" for b in batches]
     best_fast = min(fast_names, key=best.__getitem__)
     best_batch = batches[fast_names.index(best_fast)]
@@ -179,10 +201,15 @@ def main() -> None:
 
     say(f"machine: {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, bf16_is_fast={bf16_is_fast()}")  # fmt: skip
+    say(f"load average: {load_before:.1f} before, {load_after:.1f} after ({os.cpu_count()} cores)")
     say(f"matmul 2048x2048: fp32 {fp32_gflops:.0f} GFLOP/s, bf16 {bf16_gflops:.0f} GFLOP/s")
-    say(f"{'variant':<40} {'best ms/frame':>14} {'median':>8} {'vs plain':>9}")
+    plain_cpu = best_cpu["plain fp32, full forward, batch 1"]
+    say(f"{'variant':<40} {'best ms/frame':>14} {'median':>8} {'vs plain':>9} {'cpu ms':>8} {'vs plain':>9}")
     for name, t in times.items():
-        say(f"{name:<40} {best[name]:>14.1f} {float(np.median(t)):>8.1f} {plain / best[name]:>8.2f}x")
+        say(
+            f"{name:<40} {best[name]:>14.1f} {float(np.median(t)):>8.1f} {plain / best[name]:>8.2f}x"
+            f" {best_cpu[name]:>8.1f} {plain_cpu / best_cpu[name]:>8.2f}x"
+        )
     psnr_fast = psnr(optimised, reference)
     psnr_bf16 = psnr(bf16_out, reference)
     max_diff = float((optimised - reference).abs().max())
@@ -200,11 +227,15 @@ def main() -> None:
         "plain_precomputed_ms_per_frame": round(best["plain fp32, source precomputed"], 1),
         "bf16_ms_per_frame": round(best["bf16 autocast, source precomputed"], 1),
         "speedup_vs_plain_full": round(plain / best[best_fast], 2),
+        "cpu_ms_per_frame": round(best_cpu[best_fast], 1),
+        "plain_full_cpu_ms_per_frame": round(plain_cpu, 1),
+        "cpu_speedup_vs_plain_full": round(plain_cpu / best_cpu[best_fast], 2),
         "psnr_db": round(psnr_fast, 1),
         "max_abs_diff": max_diff,
         "bf16_psnr_db": round(psnr_bf16, 1),
         "matmul_fp32_gflops": round(fp32_gflops),
         "matmul_bf16_gflops": round(bf16_gflops),
+        "load_average": round(max(load_before, load_after), 1),
         "cpu": cpu_model(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,

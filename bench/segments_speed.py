@@ -64,7 +64,7 @@ def cluster_run(
 ) -> float:
     from animatica.db import Database, upgrade_to_head
     from animatica.db.models import Job
-    from animatica.jobs import plan_store, store
+    from animatica.jobs import store
     from animatica.jobs.distributed import enqueue_job
     from animatica.service.accounts import signup
     from animatica.settings import Settings
@@ -80,11 +80,11 @@ def cluster_run(
         "torch_threads": "1",
         "segment_seconds": "5",
         "segments_per_user": "4",
+        "fomm_checkpoint": str(Path(checkpoint).resolve()),  # workers take the weights from settings
     }
     settings = Settings(**values)
     db = Database(settings.database_url)
     upgrade_to_head(db.engine)
-    plan_store.ensure_tables(db)
     storage = open_storage(settings.storage_url)
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANIMATICA_")}
     env.update({f"ANIMATICA_{k.upper()}": v for k, v in values.items()})
@@ -106,7 +106,7 @@ def cluster_run(
         started = time.perf_counter()
         with db.transaction() as session:
             store.create(
-                session, job_id=job_id, user_id=user, engine="fomm", options={"checkpoint": checkpoint},
+                session, job_id=job_id, user_id=user, engine="fomm", options={},
                 priority=0, source_name="s.png", driving_name="d.mp4",
                 source_key=f"jobs/{job_id}/source.png", driving_key=f"jobs/{job_id}/driving.mp4",
             )  # fmt: skip

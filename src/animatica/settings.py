@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     broker_visibility_timeout: float = Field(
         default=43200.0, gt=0, description="Redis: seconds before an unacknowledged task is redelivered."
     )
+    contact: str = Field(
+        default="", description="How people reach the operator, on the About page: an e-mail or an https URL."
+    )
     # --- service: operations ---
     log_format: Literal["json", "text"] = "json"
     log_level: str = "INFO"

@@ -345,3 +345,16 @@ def test_cpu_flags_are_read_from_proc_cpuinfo() -> None:
     line = next((ln for ln in text.splitlines() if ln.split(":")[0].strip() in ("flags", "Features")), None)
     expected = set(line.split(":", 1)[1].split()) if line else set()
     assert fast._cpu_flags() == expected
+
+
+@torch.inference_mode()
+def test_optimized_networks_run_under_bf16_autocast(force_winograd: None) -> None:
+    """Under autocast Winograd steps aside (bf16 would spoil its transforms); results stay close."""
+    kp_detector, generator = tiny_networks()
+    fast_kp, fast_gen = fast.optimize_for_inference(kp_detector, generator)
+    source, driving = torch.rand(1, 3, 64, 64), torch.rand(2, 3, 64, 64)
+    expected = generator.decode(generator.encode(source, kp_detector(source)), kp_detector(driving))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = fast_gen.decode(fast_gen.encode(source, fast_kp(source)), fast_kp(driving))
+    assert out["prediction"].shape == expected["prediction"].shape
+    assert max_diff(out["prediction"], expected["prediction"]) < 0.05

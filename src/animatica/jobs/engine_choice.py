@@ -22,6 +22,7 @@ REQUESTABLE = (*ENGINES, "auto")
 # Shown to users, so it names no server path; the operator finds the detail in the log.
 NO_WEIGHTS = "this server has no FOMM model weights installed, so the fomm engine cannot run"
 TURNED_OFF = "the fomm engine is turned off on this server"
+_reported: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -49,12 +50,14 @@ def fomm_weights(settings: Settings) -> FommWeights:
     if not wanted:
         raise CheckpointError(f"{TURNED_OFF}; choose the landmarks engine.")
     path = Path(wanted).expanduser()
-    found = None if path.is_file() or len(path.parts) != 1 else _named(settings, wanted)
+    found = _named(settings, wanted) if len(path.parts) == 1 and not path.is_file() else None
     if found is None:
         try:
             found = resolve_checkpoint(wanted)
         except CheckpointError as error:
-            log.warning("FOMM checkpoint for service jobs not found", extra={"reason": str(error)})
+            if str(error) not in _reported:  # every page view asks; tell the operator once
+                _reported.add(str(error))
+                log.warning("FOMM checkpoint for service jobs not found", extra={"reason": str(error)})
             raise CheckpointError(f"{NO_WEIGHTS}; choose the landmarks engine.") from error
     return FommWeights(found.resolve(), settings.fomm_config or None)
 

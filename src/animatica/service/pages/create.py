@@ -56,7 +56,7 @@ def engine_choices(settings: Settings) -> list[dict[str, str | bool]]:
     for status in engine_statuses(settings):
         label, hint = ENGINE_TEXT[status.id]
         if not status.available:
-            hint = f"Not available here: {status.reason}."
+            hint = f"Not available here: {status.reason}"
         choices.append(
             {
                 "id": status.id,

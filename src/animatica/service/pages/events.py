@@ -80,7 +80,7 @@ def job_events(request: Request, ctx: Ctx, user: Caller, job_id: str) -> Streami
         return await anyio.to_thread.run_sync(page_status, ctx, user.id, job_id)
 
     return StreamingResponse(
-        status_events(fetch, request.is_disconnected),
+        status_events(fetch, request.is_disconnected, lifetime=STREAM_SECONDS),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )

@@ -7,6 +7,7 @@ bookmark), this page can say whether the credits arrived. Crediting itself never
 this page: the webhook or the test-mode page does it, once.
 """
 
+import re
 from contextlib import suppress
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -122,6 +123,23 @@ def checkout(request: Request, ctx: Ctx, user: Viewer, plan: Annotated[str, Form
     return response
 
 
+EMAIL = re.compile(r"^[^@\s<>\"]+@[^@\s<>\"]+\.[^@\s<>\"]+$")
+
+
+def contact_link(contact: str) -> dict[str, str | None] | None:
+    """The operator's contact as text and a safe link: mailto for an address, http(s) URLs as
+    they are; anything else (a ``javascript:`` URL, say) is shown as plain text, never linked."""
+    text = contact.strip()
+    if not text:
+        return None
+    if EMAIL.match(text):
+        return {"text": text, "href": f"mailto:{text}"}
+    if urlsplit(text).scheme in ("http", "https") and urlsplit(text).netloc:
+        return {"text": text, "href": text}
+    return {"text": text, "href": None}
+
+
 @router.get("/about")
 def about(request: Request, ctx: Ctx, user: MaybeViewer) -> Response:
-    return render(request, ctx, "about.html", user, free=PLANS["free"])
+    contact = contact_link(ctx.settings.contact)
+    return render(request, ctx, "about.html", user, free=PLANS["free"], contact=contact)

@@ -1,4 +1,5 @@
-// The live job view: poll the job's status, move the progress bar, reload when it is over.
+// The live job view: follow the job's status (Server-Sent Events, else polling), move the
+// progress bar, reload when it is over.
 "use strict";
 
 (() => {
@@ -46,13 +47,9 @@
         return;
       }
       if (response.ok) {
-        const job = await response.json();
-        if (FINAL.has(job.status)) {
-          // The finished page (player, download or error) is rendered by the server.
-          window.location.reload();
+        if (!update(await response.json())) {
           return;
         }
-        show(job);
         delay = 1000;
       } else {
         delay = Math.min(delay * 2, 10000);
@@ -62,5 +59,29 @@
     }
     window.setTimeout(poll, delay);
   };
-  window.setTimeout(poll, 500);
+  const update = (job) => {
+    if (FINAL.has(job.status)) {
+      // The finished page (player, download or error) is rendered by the server.
+      window.location.reload();
+      return false;
+    }
+    show(job);
+    return true;
+  };
+
+  if (!("EventSource" in window)) {
+    window.setTimeout(poll, 500);
+    return;
+  }
+  const stream = new EventSource(`/jobs/${encodeURIComponent(id)}/events`);
+  stream.addEventListener("status", (event) => {
+    if (!update(JSON.parse(event.data))) {
+      stream.close();
+    }
+  });
+  // A failed or ended stream (proxy, time limit, sign-out): polling takes over.
+  stream.addEventListener("error", () => {
+    stream.close();
+    window.setTimeout(poll, 500);
+  });
 })();
