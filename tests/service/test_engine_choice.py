@@ -43,8 +43,16 @@ def test_missing_or_turned_off_weights_say_so_without_naming_server_paths(tmp_pa
 def test_auto_and_fomm_become_concrete_engines(tmp_path: Path, tiny_fomm_checkpoint: Path) -> None:
     have = _settings(tmp_path, str(tiny_fomm_checkpoint))
     lack = _settings(tmp_path, MISSING)
-    assert engine_choice.concrete_engine(have, "auto") == "fomm"
+    # auto is the operator's default engine (landmarks unless ANIMATICA_ENGINE says otherwise)...
+    assert engine_choice.concrete_engine(have, "auto") == "landmarks"
     assert engine_choice.concrete_engine(lack, "auto") == "landmarks"
+    assert (
+        engine_choice.concrete_engine(_settings(tmp_path, str(tiny_fomm_checkpoint), engine="fomm"), "auto")
+        == "fomm"
+    )
+    # ...and an operator default of fomm without weights is refused like an explicit request.
+    with pytest.raises(CheckpointError):
+        engine_choice.concrete_engine(_settings(tmp_path, MISSING, engine="fomm"), "auto")
     assert engine_choice.concrete_engine(have, "fomm") == "fomm"
     with pytest.raises(CheckpointError):
         engine_choice.concrete_engine(lack, "fomm")
@@ -85,7 +93,7 @@ def test_api_refuses_fomm_without_weights_before_taking_a_credit(
 def test_api_accepts_fomm_when_weights_resolve(
     make_client: Any, api: Any, media: dict[str, Path], tiny_fomm_checkpoint: Path
 ) -> None:
-    client = make_client(worker=False, fomm_checkpoint=str(tiny_fomm_checkpoint))
+    client = make_client(worker=False, fomm_checkpoint=str(tiny_fomm_checkpoint), engine="fomm")
     tokens = api.signup_login(client, "alice")
     engines = client.get("/api/v1/engines", headers=api.bearer(tokens)).json()["engines"]
     assert {e["id"]: e["available"] for e in engines} == {"landmarks": True, "fomm": True}

@@ -72,13 +72,16 @@ def fomm_problem(settings: Settings) -> str | None:
 
 
 def concrete_engine(settings: Settings, requested: str) -> str:
-    """The engine a request for ``requested`` runs on: ``auto`` is fomm when weights resolve.
+    """The engine a request for ``requested`` runs on: ``auto`` is the operator's default engine.
 
+    The shipped ``demo`` FOMM model was trained on procedural shapes, not faces, so ``auto`` does
+    not switch to FOMM just because weights resolve: the operator opts in with
+    ``ANIMATICA_ENGINE=fomm`` (and a face checkpoint such as vox-cpk in ``ANIMATICA_FOMM_CHECKPOINT``).
     Raises CheckpointError when fomm is asked for and cannot run; the caller refuses the job
     before taking its credit. Unknown names are the caller's to refuse.
     """
     if requested == "auto":
-        return "fomm" if fomm_problem(settings) is None else "landmarks"
+        requested = settings.engine if settings.engine in ("fomm", "landmarks") else "landmarks"
     if requested == "fomm":
         fomm_weights(settings)
     return requested
