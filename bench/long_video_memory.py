@@ -96,8 +96,10 @@ def main() -> None:
             proc = subprocess.run(
                 [sys.executable, "-c", CHILD, str(source), str(driving), str(out), str(checkpoint),
                  str(args.batch_size)],
-                capture_output=True, text=True, check=True,
+                capture_output=True, text=True,
             )  # fmt: skip
+            if proc.returncode != 0:
+                sys.exit(f"the animation failed:\n{proc.stderr}")
             frames, seconds_taken, maxrss_kb = proc.stdout.split()[-3:]
             rows.append(
                 {

@@ -30,20 +30,21 @@ def machine() -> str:
 
 
 def random_checkpoint(config: str, folder: Path) -> Path:
-    """A checkpoint with randomly initialised weights: enough to time the networks."""
+    """A checkpoint with randomly initialised weights and its config inside: enough to time the networks."""
     from animatica.fomm.checkpoint import save_checkpoint
-    from animatica.fomm.config import generator_kwargs, kp_detector_kwargs, load_config
+    from animatica.fomm.config import config_to_dict, generator_kwargs, kp_detector_kwargs, load_config
     from animatica.fomm.generator import OcclusionAwareGenerator
     from animatica.fomm.keypoint_detector import KPDetector
 
     cfg = load_config(config)
     torch.manual_seed(0)
-    path = folder / f"random-{config}.pth.tar"
+    path = folder / f"random-{Path(config).stem}.pth.tar"
     save_checkpoint(
         path,
         {
             "kp_detector": KPDetector(**kp_detector_kwargs(cfg)).state_dict(),
             "generator": OcclusionAwareGenerator(**generator_kwargs(cfg)).state_dict(),
+            "config": config_to_dict(cfg),
         },
     )
     return path

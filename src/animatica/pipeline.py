@@ -100,12 +100,14 @@ def _frames(
     request: AnimationRequest, engine: Engine, info: MediaInfo, start: int = 0
 ) -> Iterator[np.ndarray]:
     """Driving frames from ``start`` on, as the engine wants them: face-cropped if asked, fitted."""
-    frames: Iterator[np.ndarray] = iter_frames(info.path, start)  # seeks: segments cost O(their length)
+    frames: Iterator[np.ndarray]
     if request.crop_face:
         from animatica.face.crop import crop_frames_iter
 
         # The face track is smoothed over the whole video, so it is computed from frame 0.
         frames = islice(crop_frames_iter(info.path, engine.frame_size), start, None)
+    else:
+        frames = iter_frames(info.path, start)  # seeks, so a segment costs O(its own length)
     if engine.frame_size is not None:
         frames = (fit_frame(f, engine.frame_size, request.fit) for f in frames)  # type: ignore[arg-type]
     return frames
