@@ -33,6 +33,7 @@ def main() -> None:
     parser.add_argument("--ship", action="store_true", help="copy the model into the package as 'demo'")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=None, help="override the config's step count")
+    parser.add_argument("--config", type=Path, default=CONFIG, help="another config, for experiments")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     work: Path = args.work
@@ -44,7 +45,7 @@ def main() -> None:
         synthesize(held_out, videos=1, test_videos=HELD_OUT_VIDEOS, seed=HELD_OUT_SEED, size=64)
     started, cpu_started = time.perf_counter(), time.process_time()
     checkpoint = train(
-        load_config(CONFIG),
+        load_config(args.config),
         data,
         out_dir=work / "run",
         steps=args.steps,

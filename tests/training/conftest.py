@@ -45,8 +45,8 @@ TINY = {
 }
 
 
-def tiny_config(**loss_weights: object) -> FommConfig:
-    data = {**TINY, "train_params": {**TINY["train_params"]}}
+def tiny_config(train_extra: dict | None = None, **loss_weights: object) -> FommConfig:
+    data = {**TINY, "train_params": {**TINY["train_params"], **(train_extra or {})}}
     data["train_params"]["loss_weights"] = {**TINY["train_params"]["loss_weights"], **loss_weights}
     return config_from_dict(data)
 

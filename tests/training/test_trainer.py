@@ -92,8 +92,9 @@ def _params(path: Path) -> dict[str, torch.Tensor]:
 
 @pytest.mark.slow
 def test_resume_is_identical_to_an_uninterrupted_run(tiny_data: Path, tmp_path: Path) -> None:
-    # 3 batches per epoch and a milestone at epoch 3: the 10 steps cross epochs and the lr decay.
-    cfg = tiny_config()
+    # 3 batches per epoch, a milestone at epoch 3 and batch norm frozen from step 6: the 10 steps
+    # cross epochs, the lr decay and the freeze.
+    cfg = tiny_config({"freeze_batch_norm_after": 6})
     kwargs = {"device": "cpu", "log_every": 100, "grid_every": 0, "progress_bar": False}
     whole = train(cfg, tiny_data, out_dir=tmp_path / "whole", steps=10, **kwargs)
     part = train(cfg, tiny_data, out_dir=tmp_path / "part", steps=4, **kwargs)
@@ -235,3 +236,17 @@ def test_export_keeps_only_inference_entries(tiny_data: Path, tmp_path: Path) ->
     small = export_inference(full, tmp_path / "model.pth.tar")
     assert set(read_checkpoint(small)) == {"generator", "kp_detector", "config", "epoch"}
     assert small.stat().st_size < full.stat().st_size
+
+
+def test_frozen_batch_norm_keeps_its_running_statistics(tiny_data: Path, tmp_path: Path) -> None:
+    cfg = tiny_config({"freeze_batch_norm_after": 2})
+    kwargs = {"device": "cpu", "grid_every": 0, "progress_bar": False}
+    at_freeze = read_checkpoint(train(cfg, tiny_data, out_dir=tmp_path / "a", steps=2, **kwargs))
+    later = read_checkpoint(train(cfg, tiny_data, out_dir=tmp_path / "b", steps=4, **kwargs))
+    stats = [k for k in at_freeze["generator"] if k.endswith(("running_mean", "running_var"))]
+    assert stats and all(torch.equal(at_freeze["generator"][k], later["generator"][k]) for k in stats)
+    assert not torch.equal(
+        at_freeze["generator"]["first.conv.weight"], later["generator"]["first.conv.weight"]
+    )
+    unfrozen = read_checkpoint(train(tiny_config(), tiny_data, out_dir=tmp_path / "c", steps=4, **kwargs))
+    assert not all(torch.equal(at_freeze["generator"][k], unfrozen["generator"][k]) for k in stats)

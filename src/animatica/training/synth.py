@@ -109,12 +109,12 @@ def _oscillation(rng: np.random.Generator, t: np.ndarray, amplitude: float) -> n
 
 def _character(rng: np.random.Generator, t: np.ndarray) -> list[Part]:
     """Body parts of one character, back to front, with their per-frame placement matrices."""
-    size = rng.uniform(0.35, 0.55)
+    size = rng.uniform(0.4, 0.6)
     aspect = rng.uniform(0.7, 1.3)
     start = rng.uniform(-0.35, 0.35, 2)
-    x = start[0] + _oscillation(rng, t, 0.4)
-    y = start[1] + _oscillation(rng, t, 0.4)
-    angle = rng.uniform(-0.5, 0.5) + _oscillation(rng, t, 0.6)
+    x = start[0] + _oscillation(rng, t, 0.55)
+    y = start[1] + _oscillation(rng, t, 0.55)
+    angle = rng.uniform(-0.5, 0.5) + _oscillation(rng, t, 0.8)
     breathe = 1 + _oscillation(rng, t, 0.15)
     body = np.stack(
         [

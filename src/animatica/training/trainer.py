@@ -274,8 +274,26 @@ class Trainer:
             pin_memory=self.device.type == "cuda",
         )
 
+    def _freeze_batch_norm(self) -> None:
+        """From ``train_params.freeze_batch_norm_after`` steps on, batch norm uses its running statistics.
+
+        Batch norm normalises by the statistics of the batch. When a batch holds a few clips with
+        unrelated colours (procedural data, small batches), the absolute colour a decoder has to
+        restore changes with the batch's company, and the generator learns slowly. After a
+        warm-up the running statistics are good estimates for the whole data set; using them
+        turns each batch norm into a fixed affine map that training keeps adjusting through its
+        weight and bias. An Animatica extension of the public config (unset: reference behaviour).
+        """
+        after = self.tp.get("freeze_batch_norm_after")
+        frozen = after is not None and self.position.step >= after
+        for net in (self.generator, self.kp_detector):
+            for module in net.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.training == frozen:
+                    module.train(not frozen)
+
     def step(self, batch: dict[str, Any]) -> tuple[dict[str, float], dict[str, torch.Tensor] | None]:
         """One optimisation step; returns the losses and the generated tensors (None if skipped)."""
+        self._freeze_batch_norm()
         source = batch["source"].to(self.device)
         driving = batch["driving"].to(self.device)
         transform = self.tp["transform_params"]
