@@ -45,6 +45,7 @@ def named_checkpoint(shared_fomm: Path, tmp_path_factory: pytest.TempPathFactory
     return out
 
 
+_TINY_DENSE_MOTION = {"block_expansion": 8, "max_features": 64, "num_blocks": 3, "scale_factor": 0.5}
 TINY_FOMM_CONFIG = {
     "dataset_params": {"frame_shape": [64, 64, 3]},
     "model_params": {
@@ -54,10 +55,11 @@ TINY_FOMM_CONFIG = {
         },
         "generator_params": {
             "block_expansion": 8, "max_features": 64, "num_down_blocks": 2, "num_bottleneck_blocks": 1,
-            "estimate_occlusion_map": True,
-            "dense_motion_params": {"block_expansion": 8, "max_features": 64, "num_blocks": 3, "scale_factor": 0.5},
+            "estimate_occlusion_map": True, "dense_motion_params": _TINY_DENSE_MOTION,
         },
-        "discriminator_params": {"scales": [1], "block_expansion": 8, "max_features": 64, "num_blocks": 3, "sn": True},
+        "discriminator_params": {
+            "scales": [1], "block_expansion": 8, "max_features": 64, "num_blocks": 3, "sn": True,
+        },
     },
 }  # fmt: skip
 

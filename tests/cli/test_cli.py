@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from tests.conftest import TINY_FOMM_CONFIG
 
 
@@ -93,3 +92,28 @@ def test_output_ending_in_slash_writes_png_frames(
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in out.iterdir())[:2] == ["00000.png", "00001.png"]
     assert len(list(out.iterdir())) == 12
+
+
+@pytest.mark.slow
+def test_synth_train_evaluate_from_the_command_line(tmp_path, animatica_home) -> None:
+    data, runs = tmp_path / "data", tmp_path / "runs"
+    proc = run("data", "synth", "--out", str(data), "--videos", "2", "--test-videos", "1", "--size", "32",
+               "--frames", "6", home=animatica_home)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert (data / "train").is_dir() and (data / "test").is_dir()
+    config = tmp_path / "tiny.yaml"
+    from animatica.fomm.config import config_to_dict, load_config
+
+    train_params = config_to_dict(load_config("vox-256"))["train_params"]
+    tiny = {**TINY_FOMM_CONFIG, "dataset_params": {"frame_shape": [32, 32, 3]}, "train_params": train_params}
+    config.write_text(yaml.safe_dump(tiny))
+    proc = run("train", "--data", str(data), "--config", str(config), "--steps", "2", "--batch-size", "2",
+               "--out-dir", str(runs), home=animatica_home)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    checkpoint = proc.stdout.split()[-1]
+    proc = run("evaluate", "--checkpoint", checkpoint, "--data", str(data), "--json", home=animatica_home)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)["summary"]
+    assert summary["model"]["l1"] > 0 and summary["baseline"]["l1"] > 0
+    proc = run("train", "--data", str(tmp_path / "nothing"), "--config", str(config), home=animatica_home)
+    assert_one_line_error(proc)

@@ -55,7 +55,9 @@ def test_default_fast_path_matches_reference_animation(named_checkpoint: Path, r
     driving = to_uint8_frames(reference["inputs/driving"][0].transpose(1, 0, 2, 3))
     out = engine.animate(engine.prepare(source, driving[0]), driving)
     for t in range(4):
-        expected = to_uint8_frames(np.clip(reference[f"align_true/t{t}/animation_relative_adapt_prediction"], 0, 1))
+        expected = to_uint8_frames(
+            np.clip(reference[f"align_true/t{t}/animation_relative_adapt_prediction"], 0, 1)
+        )
         diff = np.abs(out[t].astype(int) - expected[0].astype(int))
         assert diff.max() <= 2, f"frame {t}: differs by up to {diff.max()} levels"
 
