@@ -51,7 +51,8 @@ TINY_FOMM_CONFIG = {
     "model_params": {
         "common_params": {"num_kp": 5, "num_channels": 3, "estimate_jacobian": True},
         "kp_detector_params": {
-            "temperature": 0.1, "block_expansion": 8, "max_features": 64, "scale_factor": 0.5, "num_blocks": 3,
+            "temperature": 0.1, "block_expansion": 8, "max_features": 64, "scale_factor": 0.5,
+            "num_blocks": 3,
         },
         "generator_params": {
             "block_expansion": 8, "max_features": 64, "num_down_blocks": 2, "num_bottleneck_blocks": 1,
