@@ -83,9 +83,12 @@ async def run(args: argparse.Namespace, base: str, source: Path, driving: Path) 
             headers = {"Authorization": f"Bearer {token}"}
             while time.monotonic() < stop_at:
                 t0 = time.perf_counter()
-                r = await client.get(f"{base}/api/v1/animations/{job}", headers=headers)
+                try:
+                    r = await client.get(f"{base}/api/v1/animations/{job}", headers=headers)
+                    errors += r.status_code != 200
+                except httpx.TransportError:
+                    errors += 1
                 latencies.append(time.perf_counter() - t0)
-                errors += r.status_code != 200
                 await asyncio.sleep(args.interval)
 
         async def submitter(token: str) -> None:
@@ -124,7 +127,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--submitters", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=20)
-    parser.add_argument("--interval", type=float, default=0.05, help="pause between one client's polls")
+    parser.add_argument(
+        "--interval", type=float, default=1.0, help="pause between one client's polls (the web page: 1 s)"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -137,11 +142,14 @@ def main() -> None:
         base = f"http://127.0.0.1:{port}"
         server = subprocess.Popen(
             [sys.executable, "-m", "animatica.cli", "serve", "--port", str(port)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=env, stdout=subprocess.DEVNULL, stderr=(Path(home) / "server.log").open("w"),
         )  # fmt: skip
         try:
             asyncio.run(wait_ready(base))
             result = asyncio.run(run(args, base, source, driving))
+        except Exception:
+            print((Path(home) / "server.log").read_text()[-3000:], file=sys.stderr)
+            raise
         finally:
             server.terminate()
             server.wait(timeout=30)

@@ -8,8 +8,8 @@ torchvision-format file (``vgg19-dcbb9e9d.pth``) with ``--vgg-weights``.
 
 Without that file the loss falls back to an L1 distance between the pyramids themselves. A
 randomly initialised VGG19 would cost as much as the real one — measured by
-``bench/perceptual_cost.py`` at 1.94 CPU-seconds per demo-64 step against 0.68 for the fallback
-(2.9x) — while its features carry no learned notion of image similarity. The pixel pyramid is
+``bench/perceptual_cost.py`` at 2.96 CPU-seconds per demo-64 step (batch 16) against 1.05 for
+the fallback (2.8x) — while its features carry no learned notion of image similarity. The pixel pyramid is
 exactly the quantity the reconstruction metric measures, and its coarser, blurred levels still
 pull on misplaced parts from a distance, which is what the multi-scale perceptual loss is for.
 The shipped demo model was trained with the fallback (see ``bench/train_demo.py``); with real
