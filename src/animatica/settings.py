@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     # --- service: worker and retention ---
     worker_enabled: bool = True
     worker_concurrency: int = Field(default=1, ge=1, description="Jobs animated at the same time.")
+    worker_mode: Literal["process", "thread"] = Field(
+        default="process",
+        description="'process' animates in child processes so requests stay fast; 'thread' in the server.",
+    )
     job_poll_seconds: float = Field(default=1.0, gt=0)
     job_heartbeat_seconds: float = Field(default=5.0, gt=0)
     job_stale_seconds: float = Field(

@@ -45,8 +45,34 @@ class Execution:
 Executor = Callable[[Execution, Callable[[Any], None], Callable[[], bool]], Any]
 
 
+def torch_threads(settings: Settings) -> int:
+    """Torch threads per job: the cores shared fairly between the jobs that run at once."""
+    cores = os.cpu_count() or 1
+    return settings.torch_threads or max(1, cores // settings.worker_concurrency)
+
+
+def request_fields(settings: Settings, execution: Execution) -> dict[str, Any]:
+    """``AnimationRequest`` keyword arguments as plain data, so they can cross a process boundary.
+
+    Resolving the engine here (before torch is imported) makes a bad engine choice fail fast.
+    """
+    engine = request_options(settings, execution.engine)
+    options = {k: v for k, v in execution.options.items() if k in PIPELINE_OPTIONS}
+    return {
+        "source": execution.source,
+        "driving": execution.driving,
+        "output": execution.output,
+        **engine,
+        "device": settings.device,
+        "precision": settings.precision,
+        "batch_size": settings.batch_size,
+        **options,
+    }
+
+
 class PipelineExecutor:
-    """Runs the real pipeline; sets torch's thread count once, shared fairly between jobs."""
+    """Runs the real pipeline in the calling thread; for embedding and tests (the service uses a child
+    process, see `animatica.jobs.child`, so animation never competes with requests for the GIL)."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
@@ -59,9 +85,7 @@ class PipelineExecutor:
                 return
             import torch
 
-            cores = os.cpu_count() or 1
-            threads = self._settings.torch_threads or max(1, cores // self._settings.worker_concurrency)
-            torch.set_num_threads(threads)
+            torch.set_num_threads(torch_threads(self._settings))
             self._configured = True
 
     def __call__(
@@ -69,17 +93,6 @@ class PipelineExecutor:
     ) -> Any:
         from animatica.pipeline import AnimationRequest, animate
 
-        engine = request_options(self._settings, execution.engine)  # before torch: fail fast
+        fields = request_fields(self._settings, execution)
         self._configure_torch()
-        options = {k: v for k, v in execution.options.items() if k in PIPELINE_OPTIONS}
-        request = AnimationRequest(
-            source=execution.source,
-            driving=execution.driving,
-            output=execution.output,
-            **engine,
-            device=self._settings.device,
-            precision=self._settings.precision,
-            batch_size=self._settings.batch_size,
-            **options,
-        )
-        return animate(request, on_progress=on_progress, should_cancel=should_cancel)
+        return animate(AnimationRequest(**fields), on_progress=on_progress, should_cancel=should_cancel)

@@ -10,7 +10,8 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 
 from animatica.errors import AnimaticaError
-from animatica.jobs.execute import Executor
+from animatica.jobs.child import ProcessExecutor
+from animatica.jobs.execute import Executor, PipelineExecutor
 from animatica.service import (
     pages,
     routes_auth,
@@ -35,7 +36,8 @@ def create_app(settings: Settings | None = None, executor: Executor | None = Non
     """Build the app for these settings; `executor` replaces the pipeline (tests, integrations)."""
     settings = settings or get_settings()
     configure_logging(settings.log_format, settings.log_level)
-    ctx = build_context(settings, executor)
+    owned = None if executor is not None else _default_executor(settings)
+    ctx = build_context(settings, executor or owned)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -45,6 +47,8 @@ def create_app(settings: Settings | None = None, executor: Executor | None = Non
             yield
         finally:
             ctx.runner.stop()
+            if isinstance(owned, ProcessExecutor):
+                owned.close()
             ctx.db.dispose()
 
     app = FastAPI(
@@ -68,6 +72,13 @@ def create_app(settings: Settings | None = None, executor: Executor | None = Non
     _install_handlers(app, settings)
     _install_middleware(app, ctx)
     return app
+
+
+def _default_executor(settings: Settings) -> Executor:
+    """Child processes unless told otherwise: animating in a server thread starves requests (issue 5)."""
+    if settings.worker_mode == "thread":
+        return PipelineExecutor(settings)
+    return ProcessExecutor(settings)
 
 
 def _install_handlers(app: FastAPI, settings: Settings) -> None:
