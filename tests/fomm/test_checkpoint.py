@@ -140,3 +140,11 @@ def test_built_networks_have_reference_parameter_counts() -> None:
     assert count(OcclusionAwareGenerator(**generator_kwargs(cfg))) == 45_575_391
     vox = load_config("vox-256")
     assert count(MultiScaleDiscriminator(**discriminator_kwargs(vox))) == 2_758_849
+
+
+def test_a_folder_named_like_a_shipped_checkpoint_does_not_hide_it(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "demo").mkdir()
+    assert resolve_checkpoint("demo").name == "demo.pth.tar"
+    with pytest.raises(CheckpointError, match="not a file"):
+        resolve_checkpoint(tmp_path / "demo")

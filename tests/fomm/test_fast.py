@@ -358,3 +358,17 @@ def test_optimized_networks_run_under_bf16_autocast(force_winograd: None) -> Non
         out = fast_gen.decode(fast_gen.encode(source, fast_kp(source)), fast_kp(driving))
     assert out["prediction"].shape == expected["prediction"].shape
     assert max_diff(out["prediction"], expected["prediction"]) < 0.05
+
+
+def test_work_buffers_survive_switching_inference_mode() -> None:
+    """Buffers first made under inference_mode must not be reused (and written) outside it."""
+    from animatica.fomm.winograd import WinogradConv2d
+
+    conv = torch.nn.Conv2d(8, 8, 3, padding=1)
+    fast = WinogradConv2d(conv.weight.detach(), conv.bias.detach(), padding=1, tile=4)
+    x = torch.randn(1, 8, 12, 12)
+    with torch.inference_mode():
+        a = fast(x)
+    with torch.no_grad():
+        b = fast(x)
+    assert torch.allclose(a, b)

@@ -44,12 +44,12 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path:
     path = Path(name_or_path).expanduser()
     if path.is_file():
         return path
-    if path.exists():
-        raise CheckpointError(f"checkpoint {path} is not a file")
-    if len(path.parts) == 1:
+    if len(path.parts) == 1:  # a bare name: shipped or home-folder checkpoints (a folder of that name aside)
         for candidate in _named_candidates(str(name_or_path)):
             if candidate.is_file():
                 return candidate
+    if path.exists():
+        raise CheckpointError(f"checkpoint {path} is not a file")
     known = ", ".join(shipped_names()) or "none"
     hint = PUBLIC_HINT.format(dir=get_settings().checkpoints_dir)
     raise CheckpointError(f"checkpoint {name_or_path} not found (known names: {known}). {hint}")

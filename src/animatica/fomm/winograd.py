@@ -116,8 +116,10 @@ _MAX_PADDED_BUFFERS = 8
 
 def _buffer(slot: int, numel: int, like: torch.Tensor) -> torch.Tensor:
     """A flat reusable work buffer of at least ``numel`` elements, as ``like``'s dtype and device."""
-    pool: dict[tuple[int, torch.dtype, torch.device], torch.Tensor] = _scratch.__dict__.setdefault("pool", {})
-    key = (slot, like.dtype, like.device)
+    pool: dict[tuple, torch.Tensor] = _scratch.__dict__.setdefault("pool", {})
+    # Tensors made under inference_mode cannot be written outside it (and the reverse is costly),
+    # so each mode keeps its own buffers.
+    key = (slot, like.dtype, like.device, torch.is_inference_mode_enabled())
     buf = pool.get(key)
     if buf is None or buf.numel() < numel:
         buf = like.new_empty(numel)
@@ -134,7 +136,7 @@ def _padded_buffer(
     pool keeps the few shapes a network uses.
     """
     pool: dict[tuple, torch.Tensor] = _scratch.__dict__.setdefault("padded", {})
-    key = (shape, pad, h, w, like.dtype, like.device)
+    key = (shape, pad, h, w, like.dtype, like.device, torch.is_inference_mode_enabled())
     buf = pool.pop(key, None)
     if buf is None:
         buf = like.new_zeros(shape)
