@@ -92,9 +92,9 @@ def test_sign_up_buy_animate_play_download_history(page: Any, media: Any, web: A
     for _ in range(600):
         if video.count():
             break
-        stage = page.locator("#job-stage")
-        if stage.count():
-            label = stage.text_content()
+        # Read in one step: the stage element is replaced by the player when the job finishes.
+        label = page.evaluate("() => document.getElementById('job-stage')?.textContent ?? null")
+        if label is not None:
             if label == "Animating frames" and label not in seen_stages:
                 web.screenshot(page, "08b-job-animating")
             seen_stages.add(label)

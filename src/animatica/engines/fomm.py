@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from animatica.device import resolve_device
 from animatica.errors import AnimaticaError, ConfigError
 from animatica.fomm import config as fomm_config
 from animatica.fomm.checkpoint import load_state_strict, read_checkpoint, resolve_checkpoint, state_shapes
@@ -20,18 +21,6 @@ from animatica.fomm.generator import EncodedSource, OcclusionAwareGenerator
 from animatica.fomm.keypoint_detector import Keypoints, KPDetector
 from animatica.fomm.motion import movement_scale, normalize_kp
 from animatica.settings import get_settings
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise AnimaticaError(f"unknown device '{device}'; use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise AnimaticaError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
-    return dev
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:

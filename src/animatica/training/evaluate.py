@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from animatica.device import resolve_device
 from animatica.fomm import config as fomm_config
 from animatica.fomm.checkpoint import load_state_strict, read_checkpoint, resolve_checkpoint, state_shapes
 from animatica.fomm.generator import OcclusionAwareGenerator
@@ -27,7 +28,6 @@ from animatica.fomm.keypoint_detector import KPDetector
 from animatica.training import metrics
 from animatica.training.datasets import FramesDataset
 from animatica.training.errors import TrainingError
-from animatica.training.trainer import pick_device
 
 
 def _config(data: dict, path: Path, config: str | Path | None) -> fomm_config.FommConfig:
@@ -48,7 +48,7 @@ class _Model:
         path = resolve_checkpoint(checkpoint)
         data = read_checkpoint(path)
         self.cfg = _config(data, path, config)
-        self.device = pick_device(device)
+        self.device = resolve_device(device)
         self.kp_detector = KPDetector(**fomm_config.kp_detector_kwargs(self.cfg))
         self.generator = OcclusionAwareGenerator(**fomm_config.generator_kwargs(self.cfg))
         load_state_strict(self.kp_detector, data["kp_detector"], "keypoint detector", path)

@@ -30,6 +30,7 @@ from torch.optim.lr_scheduler import MultiStepLR
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from animatica.device import resolve_device
 from animatica.fomm import config as fomm_config
 from animatica.fomm.checkpoint import load_state_strict, read_checkpoint, resolve_checkpoint, save_checkpoint
 from animatica.fomm.discriminator import MultiScaleDiscriminator
@@ -97,18 +98,6 @@ class Position:
     step: int = 0
 
 
-def pick_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise TrainingError(f"unknown device '{device}'; use auto, cpu, cuda or cuda:N.") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise TrainingError("--device cuda was asked for but no CUDA GPU is available; use --device cpu.")
-    return dev
-
-
 def _load_config(
     config: str | Path | fomm_config.FommConfig | None, stored: dict | None
 ) -> fomm_config.FommConfig:
@@ -143,7 +132,7 @@ class Trainer:
         self.cfg = cfg
         self.tp = cfg.train_params.model_dump()
         self.out_dir = Path(out_dir)
-        self.device = pick_device(device)
+        self.device = resolve_device(device)
         self.seed = seed
         self.num_workers = num_workers
         self.batch_size = batch_size or self.tp["batch_size"]
