@@ -433,3 +433,10 @@ def test_invalid_sections_outside_the_model(tmp_path: Path) -> None:
 def test_config_from_dict_reports_its_source() -> None:
     with pytest.raises(ConfigError, match=r"checkpoint x\.pth"):
         config_from_dict({"model_params": {}}, source="checkpoint x.pth")
+
+
+def test_own_training_config_loads_by_name() -> None:
+    from animatica.fomm.config import OWN_CONFIGS
+
+    assert "demo-64" in OWN_CONFIGS
+    assert frame_size(load_config("demo-64")) == (64, 64)

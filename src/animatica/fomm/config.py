@@ -218,8 +218,15 @@ class FommConfig(BaseModel):
 # --- loading ---------------------------------------------------------------------------------------
 
 
+# Animatica's own training configs, loadable by name too but not public architectures (so they are
+# not offered when matching a public checkpoint).
+OWN_CONFIGS: tuple[str, ...] = ("demo-64",)
+
+
 def builtin_config_path(name: str) -> Path:
     """Path of a shipped config file."""
+    if name in OWN_CONFIGS:
+        return _CONFIG_DIR / f"{name}.yaml"
     if name not in BUILTIN_CONFIGS:
         raise ConfigError(f"Unknown built-in config '{name}'; choose one of: {', '.join(BUILTIN_CONFIGS)}.")
     return _CONFIG_DIR / f"{name}.yaml"
@@ -243,7 +250,7 @@ def config_to_dict(cfg: FommConfig) -> dict[str, Any]:
 
 def _resolve(name_or_path: str | Path) -> tuple[Path, str]:
     text = str(name_or_path)
-    if text in BUILTIN_CONFIGS:
+    if text in BUILTIN_CONFIGS or text in OWN_CONFIGS:
         return builtin_config_path(text), f"built-in config '{text}'"
     path = Path(text).expanduser()
     if path.is_file():
