@@ -14,9 +14,14 @@ import numpy as np
 import torch
 
 from animatica.device import resolve_device
-from animatica.errors import AnimaticaError, ConfigError
+from animatica.errors import AnimaticaError
 from animatica.fomm import config as fomm_config
-from animatica.fomm.checkpoint import load_state_strict, read_checkpoint, resolve_checkpoint, state_shapes
+from animatica.fomm.checkpoint import (
+    config_for_checkpoint,
+    load_state_strict,
+    read_checkpoint,
+    resolve_checkpoint,
+)
 from animatica.fomm.generator import EncodedSource, OcclusionAwareGenerator
 from animatica.fomm.keypoint_detector import Keypoints, KPDetector
 from animatica.fomm.motion import movement_scale, normalize_kp
@@ -36,38 +41,6 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     from animatica.fomm.fast import bf16_is_fast
 
     return torch.bfloat16 if bf16_is_fast() else torch.float32
-
-
-def config_for_checkpoint(checkpoint: dict, path: Path, config: str | Path | None) -> fomm_config.FommConfig:
-    """The config named by the user, else the one stored in the checkpoint, else the built-in that fits."""
-    if config is not None:
-        return fomm_config.load_config(config)
-    if isinstance(checkpoint.get("config"), dict):
-        return fomm_config.config_from_dict(checkpoint["config"])
-    matches = fomm_config.match_builtin(state_shapes(checkpoint))
-    if not matches:
-        raise ConfigError(
-            f"checkpoint {path} fits none of the built-in configs "
-            f"({', '.join(fomm_config.BUILTIN_CONFIGS)}); "
-            "pass the YAML it was trained with as --config"
-        )
-    candidates = [fomm_config.load_config(name) for name in matches]
-
-    def inference_settings(cfg: fomm_config.FommConfig) -> tuple:
-        # The discriminator and training settings do not change animation.
-        return (
-            fomm_config.kp_detector_kwargs(cfg),
-            fomm_config.generator_kwargs(cfg),
-            fomm_config.frame_size(cfg),
-        )
-
-    first = inference_settings(candidates[0])
-    if any(inference_settings(c) != first for c in candidates[1:]):
-        raise ConfigError(
-            f"checkpoint {path} fits several built-in configs with different model settings "
-            f"({', '.join(matches)}); choose one with --config"
-        )
-    return candidates[0]
 
 
 @dataclass

@@ -11,7 +11,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from animatica.errors import CheckpointError
+from animatica.errors import CheckpointError, ConfigError
+from animatica.fomm import config as config_module
 from animatica.settings import get_settings
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "weights"
@@ -136,3 +137,37 @@ def save_checkpoint(path: Path, entries: dict) -> None:
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def config_for_checkpoint(
+    checkpoint: dict, path: Path, config: str | Path | None
+) -> config_module.FommConfig:
+    """The config named by the user, else the one stored in the checkpoint, else the built-in that fits."""
+    if config is not None:
+        return config_module.load_config(config)
+    if isinstance(checkpoint.get("config"), dict):
+        return config_module.config_from_dict(checkpoint["config"])
+    matches = config_module.match_builtin(state_shapes(checkpoint))
+    if not matches:
+        raise ConfigError(
+            f"checkpoint {path} fits none of the built-in configs "
+            f"({', '.join(config_module.BUILTIN_CONFIGS)}); "
+            "pass the YAML it was trained with as --config"
+        )
+    candidates = [config_module.load_config(name) for name in matches]
+
+    def inference_settings(cfg: config_module.FommConfig) -> tuple:
+        # The discriminator and training settings do not change animation.
+        return (
+            config_module.kp_detector_kwargs(cfg),
+            config_module.generator_kwargs(cfg),
+            config_module.frame_size(cfg),
+        )
+
+    first = inference_settings(candidates[0])
+    if any(inference_settings(c) != first for c in candidates[1:]):
+        raise ConfigError(
+            f"checkpoint {path} fits several built-in configs with different model settings "
+            f"({', '.join(matches)}); choose one with --config"
+        )
+    return candidates[0]

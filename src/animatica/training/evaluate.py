@@ -22,23 +22,16 @@ import torch
 
 from animatica.device import resolve_device
 from animatica.fomm import config as fomm_config
-from animatica.fomm.checkpoint import load_state_strict, read_checkpoint, resolve_checkpoint, state_shapes
+from animatica.fomm.checkpoint import (
+    config_for_checkpoint,
+    load_state_strict,
+    read_checkpoint,
+    resolve_checkpoint,
+)
 from animatica.fomm.generator import OcclusionAwareGenerator
 from animatica.fomm.keypoint_detector import KPDetector
 from animatica.training import metrics
 from animatica.training.datasets import FramesDataset
-from animatica.training.errors import TrainingError
-
-
-def _config(data: dict, path: Path, config: str | Path | None) -> fomm_config.FommConfig:
-    if config is not None:
-        return fomm_config.load_config(config)
-    if isinstance(data.get("config"), dict):
-        return fomm_config.config_from_dict(data["config"])
-    matches = fomm_config.match_builtin(state_shapes(data))
-    if len(matches) == 1:
-        return fomm_config.load_config(matches[0])
-    raise TrainingError(f"checkpoint {path} stores no config and fits no single built-in one; pass --config.")
 
 
 class _Model:
@@ -47,7 +40,7 @@ class _Model:
     def __init__(self, checkpoint: str | Path, config: str | Path | None, device: str):
         path = resolve_checkpoint(checkpoint)
         data = read_checkpoint(path)
-        self.cfg = _config(data, path, config)
+        self.cfg = config_for_checkpoint(data, path, config)
         self.device = resolve_device(device)
         self.kp_detector = KPDetector(**fomm_config.kp_detector_kwargs(self.cfg))
         self.generator = OcclusionAwareGenerator(**fomm_config.generator_kwargs(self.cfg))
