@@ -96,18 +96,24 @@ def _engine_options(request: AnimationRequest, name: str) -> dict[str, Any]:
     return options
 
 
+def _face_track(request: AnimationRequest, info: MediaInfo) -> np.ndarray | None:
+    """Smoothed face crop boxes for every driving frame (one pass over the whole video), if asked."""
+    if not request.crop_face:
+        return None
+    from animatica.face.crop import track_boxes
+
+    return track_boxes(iter_frames(info.path), what=f"the video {info.path.name}")
+
+
 def _frames(
-    request: AnimationRequest, engine: Engine, info: MediaInfo, start: int = 0
+    request: AnimationRequest, engine: Engine, info: MediaInfo, boxes: np.ndarray | None, start: int = 0
 ) -> Iterator[np.ndarray]:
     """Driving frames from ``start`` on, as the engine wants them: face-cropped if asked, fitted."""
-    frames: Iterator[np.ndarray]
-    if request.crop_face:
-        from animatica.face.crop import crop_frames_iter
+    frames: Iterator[np.ndarray] = iter_frames(info.path, start)  # seeks: a segment costs O(its length)
+    if boxes is not None:
+        from animatica.face.crop import crop_with_boxes
 
-        # The face track is smoothed over the whole video, so it is computed from frame 0.
-        frames = islice(crop_frames_iter(info.path, engine.frame_size), start, None)
-    else:
-        frames = iter_frames(info.path, start)  # seeks, so a segment costs O(its own length)
+        frames = crop_with_boxes(frames, boxes[start:], engine.frame_size)
     if engine.frame_size is not None:
         frames = (fit_frame(f, engine.frame_size, request.fit) for f in frames)  # type: ignore[arg-type]
     return frames
@@ -170,8 +176,9 @@ def animate(
     engine = load_engine(name, **_engine_options(request, name))
     source = _source(request, engine)
     initial_index = _initial_index(request, driving_info)
+    boxes = _face_track(request, driving_info)  # once, shared by both passes below
     initial = _frame_at(
-        _frames(request, engine, driving_info, initial_index), Path(request.driving), initial_index
+        _frames(request, engine, driving_info, boxes, initial_index), Path(request.driving), initial_index
     )
 
     report(Progress("prepare", 0, driving_info.frame_count, 0.0, None))
@@ -187,7 +194,7 @@ def animate(
     # frames early and drops them, so that it reaches the segment's first frame as a whole run does.
     warmup = min(request.start, getattr(engine, "warmup_frames", 0))
     first = request.start - warmup
-    frames = _frames(request, engine, driving_info, first)
+    frames = _frames(request, engine, driving_info, boxes, first)
     if request.stop is not None:
         frames = islice(frames, request.stop - first)
     with open_writer(output, fps, audio_from=audio) as writer:

@@ -137,10 +137,20 @@ def crop_frames_iter(
     if isinstance(frames, Path):
         options.setdefault("what", f"the video {frames.name}")
     boxes = track_boxes(open_frames(), **options)  # type: ignore[arg-type]
+    yield from crop_with_boxes(open_frames(), boxes, size)
+
+
+def crop_with_boxes(
+    frames: Iterable[np.ndarray], boxes: np.ndarray, size: Size = 256
+) -> Iterator[np.ndarray]:
+    """Cut each frame at its ``track_boxes`` box; ``size`` None: the median crop side for all frames.
+
+    Separate from ``crop_frames_iter`` so that a caller passing over the video several times (the
+    pipeline: initial frame, then the animation) tracks the face once and crops from any frame on.
+    """
     if size is None:
-        side = max(1, round(float(np.median(boxes[:, 2]))))
-        size = side
-    for frame, box in zip(open_frames(), boxes, strict=False):
+        size = max(1, round(float(np.median(boxes[:, 2]))))
+    for frame, box in zip(frames, boxes, strict=False):
         yield cut(frame, box, size)
 
 
