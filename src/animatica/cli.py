@@ -310,7 +310,7 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
 ) -> None:
     """Run the web service (API, docs at /docs) with the in-process worker."""
-    from animatica.service import serve as run_service
+    from animatica.service.app import serve as run_service
 
     url = f"http://{host}:{port}"
     typer.echo(f"Animatica is serving on {url} (API docs: {url}/docs)", err=True)
@@ -345,7 +345,7 @@ def users_grant(
     credits: Annotated[int, typer.Argument(help="Credits to add (negative takes back, never below 0).")],
 ) -> None:
     """Give a user credits (a ledger row; the balance is derived from the ledger)."""
-    from animatica.service import grant_credits
+    from animatica.service.admin import grant_credits
 
     balance = grant_credits(username, credits)
     typer.echo(f"{username}: {balance} credits")
@@ -357,7 +357,7 @@ def users_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
     """List the accounts with their plan, credits and state."""
     from dataclasses import asdict
 
-    from animatica.service import list_users
+    from animatica.service.admin import list_users
 
     users = list_users()
     if as_json:
@@ -375,7 +375,7 @@ def users_disable(
     enable: Annotated[bool, typer.Option("--enable", help="Enable the account again instead.")] = False,
 ) -> None:
     """Disable an account (and sign it out everywhere), or enable it again."""
-    from animatica.service import disable_user
+    from animatica.service.admin import disable_user
 
     disable_user(username, disabled=not enable)
     typer.echo(f"{username}: {'enabled' if enable else 'disabled'}")

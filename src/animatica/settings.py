@@ -81,6 +81,11 @@ class Settings(BaseSettings):
         default="process",
         description="'process' animates in child processes so requests stay fast; 'thread' in the server.",
     )
+    upload_check_processes: int = Field(
+        default=2,
+        ge=0,
+        description="Processes that decode uploads to check them, off the request threads (0: in them).",
+    )
     job_poll_seconds: float = Field(default=1.0, gt=0)
     job_heartbeat_seconds: float = Field(default=5.0, gt=0)
     job_stale_seconds: float = Field(

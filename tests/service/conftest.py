@@ -185,7 +185,7 @@ def make_client(settings: Settings, executor: FakeExecutor) -> Iterator[Callable
     clients: list[TestClient] = []
 
     def factory(worker: bool = True, **overrides: Any) -> TestClient:
-        from animatica.service import create_app
+        from animatica.service.app import create_app
 
         app_settings = settings.model_copy(update={"worker_enabled": worker, **overrides})
         client = TestClient(create_app(app_settings, executor=executor))

@@ -115,7 +115,7 @@ def test_expired_refresh_token_is_refused(make_client: Any, api: Any, db: Any) -
 
 
 def test_disabled_user_is_signed_out_and_cannot_log_in(make_client: Any, api: Any, settings: Any) -> None:
-    from animatica.service import disable_user, list_users
+    from animatica.service.admin import disable_user, list_users
 
     client = make_client(worker=False)
     tokens = api.signup_login(client, "alice")

@@ -73,7 +73,7 @@ def test_concurrent_http_submissions_for_the_last_credit(
 
 
 def test_admin_grant(make_client: Any, api: Any, settings: Any) -> None:
-    from animatica.service import grant_credits
+    from animatica.service.admin import grant_credits
     from animatica.service.errors import Conflict, NotFound
 
     client = make_client(worker=False)

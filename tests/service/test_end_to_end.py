@@ -38,7 +38,7 @@ def _face_inputs(folder: Path) -> tuple[Path, Path]:
     importlib.util.find_spec("animatica.pipeline") is None, reason="animatica.pipeline is not written yet"
 )
 def test_real_animation_over_http(settings: Any, api: Any, tmp_path: Path) -> None:
-    from animatica.service import create_app
+    from animatica.service.app import create_app
 
     source, driving = _face_inputs(tmp_path)
     app = create_app(settings.model_copy(update={"worker_enabled": True, "torch_threads": 1}))

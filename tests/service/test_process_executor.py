@@ -156,7 +156,7 @@ def test_a_killed_child_fails_its_job_and_the_next_job_gets_a_fresh_one(
 
 
 def test_the_service_animates_in_a_child_unless_told_to_use_a_thread(settings: Settings) -> None:
-    from animatica.service import create_app
+    from animatica.service.app import create_app
 
     service = settings.model_copy(update={"worker_enabled": False})
     assert isinstance(create_app(service).state.ctx.runner.executor, ProcessExecutor)

@@ -64,7 +64,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     """The real app (real pipeline, `landmarks` engine, SQLite, local files) under uvicorn."""
     import uvicorn
 
-    from animatica.service import create_app
+    from animatica.service.app import create_app
 
     reason = _browser_missing()
     if reason:

@@ -30,7 +30,7 @@ def test_contact_links_only_what_is_safe_to_link() -> None:
     ],
 )
 def test_about_page_shows_the_configured_contact(tmp_path: Path, contact: str, expected: str | None) -> None:
-    from animatica.service import create_app
+    from animatica.service.app import create_app
 
     with TestClient(create_app(_settings(tmp_path, contact=contact))) as client:
         page = client.get("/about").text

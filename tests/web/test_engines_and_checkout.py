@@ -13,7 +13,7 @@ from tests.web.test_pages_http import _settings, balance, csrf, sign_up, upload
 
 @pytest.fixture
 def make_client(tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
-    from animatica.service import create_app
+    from animatica.service.app import create_app
 
     opened: list[TestClient] = []
 

@@ -54,7 +54,7 @@ def test_stream_keeps_alive_and_stops_at_its_lifetime() -> None:
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
-    from animatica.service import create_app
+    from animatica.service.app import create_app
 
     with TestClient(create_app(_settings(tmp_path)), follow_redirects=False) as test_client:
         yield test_client

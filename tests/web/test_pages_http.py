@@ -34,7 +34,7 @@ def _settings(tmp_path: Path, **overrides: Any) -> Settings:
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
-    from animatica.service import create_app
+    from animatica.service.app import create_app
 
     with TestClient(create_app(_settings(tmp_path)), follow_redirects=False) as test_client:
         yield test_client
@@ -93,7 +93,7 @@ def balance(client: TestClient) -> int:
 
 
 def test_session_and_csrf_cookies_are_httponly_lax_and_secure_on_https(tmp_path: Path) -> None:
-    from animatica.service import create_app
+    from animatica.service.app import create_app
 
     app = create_app(_settings(tmp_path))
     for base, secure in (("http://testserver", False), ("https://testserver", True)):
@@ -254,7 +254,7 @@ def test_upload_errors_come_back_on_the_page_or_as_json(client: TestClient, file
 
 
 def test_another_users_job_does_not_exist(tmp_path: Path, files: dict[str, bytes]) -> None:
-    from animatica.service import create_app
+    from animatica.service.app import create_app
 
     app = create_app(_settings(tmp_path))
     with (

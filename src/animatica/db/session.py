@@ -1,8 +1,10 @@
 """Engines and transactions.
 
-SQLite runs in WAL mode and every transaction starts with ``BEGIN IMMEDIATE``: writers queue on
-the database lock up front instead of failing half-way with "database is locked" when two
-transactions that both read first try to write. On PostgreSQL, code that must serialise per
+SQLite runs in WAL mode and every write transaction starts with ``BEGIN IMMEDIATE``: writers
+queue on the database lock up front instead of failing half-way with "database is locked" when
+two transactions that both read first try to write. Reads (``Database.read``) start a deferred
+transaction instead: in WAL mode they see a snapshot and never wait for the write lock, so
+status polls stay fast while jobs write progress. On PostgreSQL, code that must serialise per
 user takes a row lock (``SELECT ... FOR UPDATE``), which SQLite simply ignores.
 """
 
@@ -17,6 +19,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from animatica.errors import ConfigError
+
+_READ_ONLY = "animatica_read_only"  # execution option marking a read transaction
 
 
 def create_db_engine(url: str) -> Engine:
@@ -56,7 +60,8 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = connection.get_execution_options().get(_READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 class Database:
@@ -74,6 +79,18 @@ class Database:
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         with self._sessions.begin() as session:
+            yield session
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A transaction for reads: takes no write lock on SQLite and is never committed.
+
+        Closing the session ends the transaction (the pool rolls the connection back) while the
+        loaded objects keep their values, so callers may use them afterwards. Anything written
+        inside is discarded; use ``transaction()`` to change data.
+        """
+        with self._sessions() as session:
+            session.connection(execution_options={_READ_ONLY: True})
             yield session
 
     def ping(self) -> None:

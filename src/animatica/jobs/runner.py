@@ -223,7 +223,7 @@ def _cancel_requested(db: Database, job_id: str) -> bool:
 
     from animatica.db.models import Job
 
-    with db.transaction() as session:
+    with db.read() as session:
         return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
 
 

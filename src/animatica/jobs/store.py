@@ -276,7 +276,7 @@ def recover_abandoned(
 
 
 def running_worker_ids(db: Database) -> set[str]:
-    with db.transaction() as session:
+    with db.read() as session:
         return {w for w in session.scalars(select(Job.worker_id).where(Job.status == RUNNING)).all() if w}
 
 

@@ -1,6 +1,5 @@
-"""The Animatica web service: accounts, credits, payments and animation jobs over HTTP."""
+"""The Animatica web service: accounts, credits, payments and animation jobs over HTTP.
 
-from animatica.service.admin import disable_user, grant_credits, list_users
-from animatica.service.app import create_app, serve
-
-__all__ = ["create_app", "disable_user", "grant_credits", "list_users", "serve"]
+The app is built by ``animatica.service.app.create_app``. This package imports nothing itself, so
+the upload-check processes can load ``animatica.service.uploads`` without the web stack.
+"""

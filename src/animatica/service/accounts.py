@@ -41,7 +41,7 @@ def signup(db: Database, username: str, password: str, free_credits: int) -> int
 
 
 def summary(db: Database, user_id: int) -> UserSummary:
-    with db.transaction() as session:
+    with db.read() as session:
         user = session.get(User, user_id)
         if user is None:
             raise NotFound("No such user.")
@@ -51,7 +51,7 @@ def summary(db: Database, user_id: int) -> UserSummary:
 
 
 def _by_name(db: Database, username: str) -> int:
-    with db.transaction() as session:
+    with db.read() as session:
         user_id = session.scalar(select(User.id).where(User.username == username))
     if user_id is None:
         raise NotFound(f"There is no user named {username!r}; check the name with 'animatica users list'.")
@@ -70,7 +70,7 @@ def grant(db: Database, username: str, amount: int, note: str = "granted by an a
 
 
 def all_users(db: Database) -> list[UserSummary]:
-    with db.transaction() as session:
+    with db.read() as session:
         users = session.scalars(select(User).order_by(User.id)).all()
         return [
             UserSummary(u.id, u.username, u.plan_id, ledger.balance(session, u.id), u.disabled) for u in users

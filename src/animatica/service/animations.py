@@ -39,7 +39,7 @@ def job_view(job: Job) -> JobView:
 
 
 def load_job(ctx: ServiceContext, user_id: int, job_id: str) -> Job:
-    with ctx.db.transaction() as session:
+    with ctx.db.read() as session:
         job = session.scalar(select(Job).where(Job.id == job_id, Job.user_id == user_id))
     if job is None:
         raise NotFound("There is no such animation.")
@@ -54,7 +54,7 @@ class History:
 
 def history(ctx: ServiceContext, user_id: int, limit: int, offset: int) -> History:
     """One page of the user's jobs, newest first, with the total for pagination."""
-    with ctx.db.transaction() as session:
+    with ctx.db.read() as session:
         total = session.scalar(select(func.count()).select_from(Job).where(Job.user_id == user_id)) or 0
         jobs = session.scalars(
             select(Job)

@@ -20,6 +20,7 @@ from animatica.service import (
     routes_local_pay,
     routes_ops,
     routes_v0,
+    upload_checks,
 )
 from animatica.service.context import ServiceContext, build_context
 from animatica.service.errors import status_for
@@ -43,6 +44,7 @@ def create_app(settings: Settings | None = None, executor: Executor | None = Non
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if settings.worker_enabled:
             ctx.runner.start()
+        upload_checks.warm_up(settings)
         try:
             yield
         finally:

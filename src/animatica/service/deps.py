@@ -35,7 +35,7 @@ def current_user(
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("Not authenticated: send 'Authorization: Bearer <access token>'.")
     claims = ctx.tokens.decode_access(credentials.credentials)
-    with ctx.db.transaction() as session:
+    with ctx.db.read() as session:
         user = session.get(User, claims.user_id)
         if user is None or user.disabled:
             raise Unauthorized("This account is no longer active.")

@@ -17,7 +17,7 @@ class _JobGauge(Collector):
 
     def collect(self):  # type: ignore[no-untyped-def]
         gauge = GaugeMetricFamily("animatica_jobs", "Jobs by status.", labels=["status"])
-        with self.db.transaction() as session:
+        with self.db.read() as session:
             for status, count in session.execute(select(Job.status, func.count()).group_by(Job.status)).all():
                 gauge.add_metric([status], count)
         yield gauge

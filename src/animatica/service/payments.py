@@ -161,7 +161,7 @@ def open_checkout(db: Database, provider: PaymentProvider, user_id: int, plan: P
 
 def find_checkout(db: Database, checkout_id: str, user_id: int | None) -> Payment:
     """A checkout by id; another user's checkout is reported as missing, never as forbidden."""
-    with db.transaction() as session:
+    with db.read() as session:
         payment = session.scalar(select(Payment).where(Payment.checkout_id == checkout_id))
     if payment is None or (user_id is not None and payment.user_id != user_id):
         raise NotFound("There is no such checkout session.")

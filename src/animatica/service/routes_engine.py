@@ -15,12 +15,14 @@ from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 
 from animatica.jobs.execute import Execution
+from animatica.service import upload_checks
 from animatica.service.deps import Ctx
 from animatica.service.errors import Forbidden, NotFound
 from animatica.service.payments import constant_time_equal
 from animatica.service.plans import PLANS
 from animatica.service.submit import JobOptions
-from animatica.service.uploads import receive, validate_image, validate_video
+from animatica.service.upload_checks import Upload
+from animatica.service.uploads import receive
 
 router = APIRouter(prefix="/api/fomm", tags=["ml-engine"])
 _one_at_a_time = threading.Lock()
@@ -48,8 +50,17 @@ def engine_video(
         limit = ctx.settings.max_upload_bytes
         receive(source_image.file, folder / "source.bin", limit, "The source image")
         receive(driving_video.file, folder / "driving.bin", limit, "The driving video")
-        image = validate_image(folder / "source.bin", "The source image", largest, folder / "source.png")
-        video = validate_video(folder / "driving.bin", "The driving video", largest)
+        image, video = upload_checks.check(
+            Upload(
+                folder / "source.bin",
+                "The source image",
+                folder / "source.png",
+                folder / "driving.bin",
+                "The driving video",
+                largest,
+            ),
+            ctx.settings,
+        )
         output = folder / "result.mp4"
         with _one_at_a_time:
             ctx.runner.executor(

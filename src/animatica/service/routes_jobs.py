@@ -24,7 +24,7 @@ router = APIRouter(prefix="/api/v1", tags=["animations"])
 
 @router.get("/me")
 def me(ctx: Ctx, user: Me) -> MeView:
-    with ctx.db.transaction() as session:
+    with ctx.db.read() as session:
         credits = ledger.balance(session, user.id)
     return MeView(id=user.id, username=user.username, plan=user.plan_id, credits=credits)
 

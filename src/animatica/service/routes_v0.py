@@ -116,7 +116,7 @@ async def stripe_webhook(
 
 @router.get("/subscriptions/current")
 def current_subscription(ctx: Ctx, user: Me) -> dict[str, Any]:
-    with ctx.db.transaction() as session:
+    with ctx.db.read() as session:
         remaining = ledger.balance(session, user.id)
     return {
         "subscription": {

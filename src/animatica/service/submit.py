@@ -17,11 +17,13 @@ from animatica.db.ledger import InsufficientCredits
 from animatica.errors import CheckpointError
 from animatica.jobs import store
 from animatica.jobs.engine_choice import REQUESTABLE, concrete_engine
+from animatica.service import upload_checks
 from animatica.service.context import ServiceContext
 from animatica.service.deps import CurrentUser
 from animatica.service.errors import Invalid
 from animatica.service.plans import get_plan
-from animatica.service.uploads import receive, sanitize_filename, validate_image, validate_video
+from animatica.service.upload_checks import Upload
+from animatica.service.uploads import receive, sanitize_filename
 from animatica.settings import Settings
 
 FITS = ("crop", "pad", "stretch")
@@ -71,7 +73,7 @@ def submit(
     """Validate and queue a job; returns its id. Raises 402 before any work when out of credit."""
     options = options.check(ctx.settings)
     plan = get_plan(user.plan_id)
-    with ctx.db.transaction() as session:
+    with ctx.db.read() as session:
         if ledger.balance(session, user.id) < 1:
             raise InsufficientCredits(
                 "You have no credits left; buy more on the pricing page to animate again."
@@ -85,11 +87,17 @@ def submit(
         folder = Path(tmp)
         receive(source.file, folder / "source.bin", limit, f"The source image ({source_name})")
         receive(driving.file, folder / "driving.bin", limit, f"The driving video ({driving_name})")
-        image = validate_image(
-            folder / "source.bin", f"The source image ({source_name})", plan, folder / "source.png"
-        )
-        video = validate_video(
-            folder / "driving.bin", f"The driving video ({driving_name})", plan, max_seconds
+        image, video = upload_checks.check(
+            Upload(
+                folder / "source.bin",
+                f"The source image ({source_name})",
+                folder / "source.png",
+                folder / "driving.bin",
+                f"The driving video ({driving_name})",
+                plan,
+                max_seconds,
+            ),
+            ctx.settings,
         )
         source_key = f"jobs/{job_id}/source.png"
         driving_key = f"jobs/{job_id}/driving.{video.extension}"

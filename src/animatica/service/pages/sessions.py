@@ -130,7 +130,7 @@ def viewer_or_none(ctx: Ctx, request: Request) -> CurrentUser | None:
     claims = _claims(ctx, request)
     if claims is None:
         return None
-    with ctx.db.transaction() as session:
+    with ctx.db.read() as session:
         user = session.get(User, claims.user_id)
         if user is None or user.disabled or ctx.tokens.family_revoked(session, claims.family):
             return None

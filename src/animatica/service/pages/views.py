@@ -129,7 +129,7 @@ templates.env.filters.update(when=when, iso=iso, megabytes=megabytes)
 
 
 def credits_of(ctx: ServiceContext, user: CurrentUser) -> int:
-    with ctx.db.transaction() as session:
+    with ctx.db.read() as session:
         return ledger.balance(session, user.id)
 
 

@@ -1,0 +1,121 @@
+"""Upload checks run in separate processes, never in the web server's.
+
+Checking an upload means decoding it (PyAV, Pillow): CPU work that holds the GIL. Done in the
+server's request threads it delayed every other request, and status polls reached a p99 of
+0.4 s while two clients kept submitting (issue 5). A small pool of spawned processes does the
+checks; the request thread only waits for the answer. A decoder that crashes or is killed on a
+hostile file takes down one pool process, not the server: that upload is refused, and the pool
+is replaced for the next one.
+
+The pool belongs to the process, not to an app: it keeps no state between checks, and the
+limits a check reads from the settings travel with every call.
+"""
+
+import multiprocessing
+import os
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+
+from animatica.service.errors import UnsupportedMedia
+from animatica.service.plans import Plan
+from animatica.service.uploads import DrivingVideo, SourceImage, validate_image, validate_video
+from animatica.settings import Settings, get_settings
+
+CHECKS_PER_PROCESS = 200  # then a fresh process, so nothing a decoder leaked accumulates
+
+
+@dataclass(frozen=True)
+class Upload:
+    """Two received files and what the check needs to know about them."""
+
+    source: Path
+    source_label: str
+    normalized_source: Path  # where the accepted picture is written, re-encoded as PNG
+    driving: Path
+    driving_label: str
+    plan: Plan
+    max_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class _Limits:
+    max_image_pixels: int
+    max_video_frames: int
+
+
+def _adopt(limits: _Limits) -> None:
+    """Make this check process read the same media limits as the server that asked."""
+    current = get_settings()
+    if _Limits(current.max_image_pixels, current.max_video_frames) != limits:
+        os.environ["ANIMATICA_MAX_IMAGE_PIXELS"] = str(limits.max_image_pixels)
+        os.environ["ANIMATICA_MAX_VIDEO_FRAMES"] = str(limits.max_video_frames)
+        get_settings.cache_clear()
+
+
+def check_upload(upload: Upload) -> tuple[SourceImage, DrivingVideo]:
+    """Both checks, in order; raises the refusal of the first file that fails."""
+    image = validate_image(upload.source, upload.source_label, upload.plan, upload.normalized_source)
+    video = validate_video(upload.driving, upload.driving_label, upload.plan, upload.max_seconds)
+    return image, video
+
+
+def _check_in_child(upload: Upload, limits: _Limits) -> tuple[SourceImage, DrivingVideo]:
+    _adopt(limits)
+    return check_upload(upload)
+
+
+def _ready() -> bool:
+    return True
+
+
+class _Pool:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._executor: ProcessPoolExecutor | None = None
+
+    def get(self, workers: int) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._executor is None:
+                self._executor = ProcessPoolExecutor(
+                    max_workers=workers,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    max_tasks_per_child=CHECKS_PER_PROCESS,
+                )
+            return self._executor
+
+    def replace(self, broken: ProcessPoolExecutor) -> None:
+        with self._lock:
+            if self._executor is broken:
+                self._executor = None
+        broken.shutdown(wait=False, cancel_futures=True)
+
+
+_pool = _Pool()
+
+
+def warm_up(settings: Settings) -> None:
+    """Start a check process now, so the first upload does not wait for it to import."""
+    if settings.upload_check_processes > 0:
+        _pool.get(settings.upload_check_processes).submit(_ready)
+
+
+def check(upload: Upload, settings: Settings) -> tuple[SourceImage, DrivingVideo]:
+    """Check an upload in a check process (or here, with ``upload_check_processes`` = 0)."""
+    if settings.upload_check_processes <= 0:
+        return check_upload(upload)
+    limits = _Limits(settings.max_image_pixels, settings.max_video_frames)
+    # A pool broken by an earlier upload, or by another upload checked beside this one, gets a
+    # second try in a fresh pool; a file that brings the decoder down twice is refused.
+    for _attempt in range(2):
+        executor = _pool.get(settings.upload_check_processes)
+        try:
+            return executor.submit(_check_in_child, upload, limits).result()
+        except BrokenProcessPool:
+            _pool.replace(executor)
+    raise UnsupportedMedia(
+        "The uploaded files could not be checked because the decoder stopped on them; "
+        "save them again as a JPG or PNG picture and an MP4 video."
+    )
