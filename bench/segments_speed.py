@@ -1,66 +1,55 @@
 """Segment-parallel jobs: 1 worker vs 2 workers, and the cost of segmenting, measured in one run.
 
-    python bench/segments_speed.py CHECKPOINT [--seconds 60] [--fps 25] [--broker amqp://…]
+    python bench/segments_speed.py [--engine landmarks|fomm] [--checkpoint K] [--seconds 60]
+                                   [--broker amqp://…] [--json]
 
-Runs, on the same 60 s driving video and a FOMM checkpoint (the engine is stateless, so every
-run gives the same frames):
+Inputs are the demo's: the astronaut photo and a generated talking-head driving video with an
+AAC voice track, ``--seconds`` long at 25 fps. The engine is ``landmarks`` (stateful: each
+segment starts 12 frames early) or ``fomm`` (stateless; without ``--checkpoint`` a vox-256 model
+with random weights, which costs what the real one does). Runs:
   A. the single-process pipeline on one core (no segments);
   B. one Celery worker process (one core) with 5 s segments;
   C. two Celery worker processes (one core each) with 5 s segments.
-Prints wall times and the ratios A/B (cost of segmenting: prepare, lossless segment files,
-the join's encode, model load per process) and B/C (speed-up from the second worker). Needs
-the broker to answer; the database is a SQLite file in a temporary folder.
+Prints wall times and the ratios B/A (cost of segmenting: prepare, lossless segment files,
+warm-up frames, the join's encode, model load per process) and B/C (speed-up from the second
+worker). Needs the broker to answer; the database is a SQLite file in a temporary folder.
 """
 
 import argparse
+import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from fractions import Fraction
 from pathlib import Path
 
-import av
-import numpy as np
+from PIL import Image
+
+from animatica.bench import machine, random_checkpoint
+from animatica.demo import demo_source, write_demo_driving
 
 
-def make_inputs(folder: Path, seconds: int, fps: int, size: int = 256) -> tuple[Path, Path]:
-    yy, xx = np.mgrid[0:size, 0:size]
+def make_inputs(folder: Path, seconds: int) -> tuple[Path, Path]:
     source = folder / "source.png"
-    from PIL import Image
-
-    Image.fromarray(np.stack([xx % 256, yy % 256, (xx + yy) % 256], -1).astype(np.uint8)).save(source)
-    driving = folder / "driving.mp4"
-    with av.open(str(driving), "w") as container:
-        stream = container.add_stream("libx264", rate=Fraction(fps))
-        stream.width = stream.height = size
-        stream.pix_fmt = "yuv420p"
-        for i in range(seconds * fps):
-            cx, cy = size / 2 + 40 * np.sin(i / 9), size / 2 + 30 * np.cos(i / 13)
-            disc = ((xx - cx) ** 2 + (yy - cy) ** 2 < (size / 5) ** 2)[..., None]
-            picture = np.where(disc, 230, np.stack([xx, yy, np.full_like(xx, 90)], -1) % 256)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(picture.astype(np.uint8), format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return source, driving
+    Image.fromarray(demo_source()).save(source)
+    return source, write_demo_driving(folder / "driving.mp4", seconds=seconds)
 
 
-def single_process(source: Path, driving: Path, checkpoint: str, out: Path) -> float:
+def single_process(source: Path, driving: Path, engine: str, checkpoint: str | None, out: Path) -> float:
     import torch
 
     from animatica.pipeline import AnimationRequest, animate
 
     torch.set_num_threads(1)
     started = time.perf_counter()
-    animate(AnimationRequest(source, driving, out, engine="fomm", checkpoint=checkpoint))
+    animate(AnimationRequest(source, driving, out, engine=engine, checkpoint=checkpoint))
     return time.perf_counter() - started
 
 
 def cluster_run(
-    source: Path, driving: Path, checkpoint: str, broker: str, workers: int, folder: Path
+    source: Path, driving: Path, engine: str, checkpoint: str | None, broker: str, workers: int, folder: Path
 ) -> float:
     from animatica.db import Database, upgrade_to_head
     from animatica.db.models import Job
@@ -80,8 +69,9 @@ def cluster_run(
         "torch_threads": "1",
         "segment_seconds": "5",
         "segments_per_user": "4",
-        "fomm_checkpoint": str(Path(checkpoint).resolve()),  # workers take the weights from settings
     }
+    if checkpoint:
+        values["fomm_checkpoint"] = str(Path(checkpoint).resolve())  # workers take weights from settings
     settings = Settings(**values)
     db = Database(settings.database_url)
     upgrade_to_head(db.engine)
@@ -106,7 +96,7 @@ def cluster_run(
         started = time.perf_counter()
         with db.transaction() as session:
             store.create(
-                session, job_id=job_id, user_id=user, engine="fomm", options={},
+                session, job_id=job_id, user_id=user, engine=engine, options={},
                 priority=0, source_name="s.png", driving_name="d.mp4",
                 source_key=f"jobs/{job_id}/source.png", driving_key=f"jobs/{job_id}/driving.mp4",
             )  # fmt: skip
@@ -129,19 +119,36 @@ def cluster_run(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("checkpoint")
+    parser.add_argument("--engine", choices=["landmarks", "fomm"], default="landmarks")
+    parser.add_argument("--checkpoint", help="FOMM checkpoint (default: vox-256 with random weights)")
     parser.add_argument("--seconds", type=int, default=60)
-    parser.add_argument("--fps", type=int, default=25)
     parser.add_argument("--broker", default="amqp://guest:guest@127.0.0.1:5672//")
+    parser.add_argument("--json", action="store_true", help="one JSON line instead of the table")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="animatica-bench-") as tmp:
         folder = Path(tmp)
-        source, driving = make_inputs(folder, args.seconds, args.fps)
-        frames = args.seconds * args.fps
-        a = single_process(source, driving, args.checkpoint, folder / "single.mp4")
-        b = cluster_run(source, driving, args.checkpoint, args.broker, 1, folder / "one")
-        c = cluster_run(source, driving, args.checkpoint, args.broker, 2, folder / "two")
-    print(f"{frames} frames ({args.seconds} s at {args.fps} fps), cores: {os.cpu_count()}")
+        checkpoint = args.checkpoint
+        if args.engine == "fomm" and checkpoint is None:
+            checkpoint = str(random_checkpoint("vox-256", folder))
+        source, driving = make_inputs(folder, args.seconds)
+        frames = args.seconds * 25
+        a = single_process(source, driving, args.engine, checkpoint, folder / "single.mp4")
+        b = cluster_run(source, driving, args.engine, checkpoint, args.broker, 1, folder / "one")
+        c = cluster_run(source, driving, args.engine, checkpoint, args.broker, 2, folder / "two")
+    report = {
+        "engine": args.engine,
+        "frames": frames,
+        "seconds_single": round(a, 1),
+        "seconds_1_worker": round(b, 1),
+        "seconds_2_workers": round(c, 1),
+        "segmenting_cost": round(b / a, 3),
+        "speedup_2_workers": round(b / c, 3),
+        "machine": machine(),
+    }
+    if args.json:
+        print(json.dumps(report))
+        return
+    print(f"{args.engine}: {frames} frames ({args.seconds} s at 25 fps), {report['machine']}")
     print(f"A single process, no segments : {a:7.1f} s  ({frames / a:5.1f} fps)")
     print(f"B 1 worker, 5 s segments      : {b:7.1f} s  ({frames / b:5.1f} fps)")
     print(f"C 2 workers, 5 s segments     : {c:7.1f} s  ({frames / c:5.1f} fps)")
