@@ -25,6 +25,7 @@ from animatica.service.uploads import DrivingVideo, SourceImage, validate_image,
 from animatica.settings import Settings, get_settings
 
 CHECKS_PER_PROCESS = 200  # then a fresh process, so nothing a decoder leaked accumulates
+NICENESS = 5  # below the server: a burst of uploads must not slow the requests it answers
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,10 @@ def _ready() -> bool:
     return True
 
 
+def _start_check_process() -> None:
+    os.nice(NICENESS)
+
+
 class _Pool:
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -83,6 +88,7 @@ class _Pool:
                     max_workers=workers,
                     mp_context=multiprocessing.get_context("spawn"),
                     max_tasks_per_child=CHECKS_PER_PROCESS,
+                    initializer=_start_check_process,
                 )
             return self._executor
 
