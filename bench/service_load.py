@@ -1,18 +1,23 @@
 """Job-status latency under load: 50 clients poll while jobs are being submitted.
 
-    python bench/service_load.py [--clients 50] [--seconds 20] [--submitters 2] [--json]
+    python bench/service_load.py [--clients 50] [--seconds 20] [--submitters 2]
+                                 [--phase random|lockstep] [--json]
 
 Starts `animatica serve` in a child process on a free localhost port with a temporary
 ANIMATICA_HOME (SQLite, local files, in-process worker), signs up users, then for a bounded time
-runs N polling clients (GET /api/v1/animations/{id}) beside a few submitters that keep posting
-new jobs. Reports status-request latency percentiles and throughput. Traffic goes to 127.0.0.1 only,
-and every loop stops by itself.
+runs N polling clients (GET /api/v1/animations/{id}, once a second like the job page) beside a
+few submitters that keep posting new jobs, which the worker animates meanwhile. Reports
+status-request latency percentiles and throughput. ``--phase lockstep`` makes every client poll
+at the same instant (the worst case: a burst of N requests each second, answered one after
+another by one Python process); ``random`` (default) starts each client at a random moment of
+the second, as independent pages do. Traffic goes to 127.0.0.1 only; every loop stops by itself.
 """
 
 import argparse
 import asyncio
 import json
 import os
+import random
 import socket
 import statistics
 import subprocess
@@ -76,11 +81,14 @@ async def run(args: argparse.Namespace, base: str, source: Path, driving: Path) 
         errors = 0
         submitted = len(job_ids)
         stop_at = time.monotonic() + args.seconds
+        phases = random.Random(0)
 
         async def poller(i: int) -> None:
             nonlocal errors
             token, job = job_ids[i % len(job_ids)]
             headers = {"Authorization": f"Bearer {token}"}
+            if args.phase == "random":  # pages opened at different moments poll out of step
+                await asyncio.sleep(phases.uniform(0, args.interval))
             while time.monotonic() < stop_at:
                 t0 = time.perf_counter()
                 try:
@@ -96,7 +104,7 @@ async def run(args: argparse.Namespace, base: str, source: Path, driving: Path) 
             while time.monotonic() < stop_at:
                 if await submit(client, base, token, source, driving):
                     submitted += 1
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(args.submit_every)
 
         started = time.monotonic()
         await asyncio.gather(*(poller(i) for i in range(args.clients)), *(submitter(t) for t in tokens))
@@ -109,6 +117,7 @@ async def run(args: argparse.Namespace, base: str, source: Path, driving: Path) 
     return {
         "bench": "service_load",
         "clients": args.clients,
+        "phase": args.phase,
         "seconds": round(elapsed, 1),
         "requests": len(ms),
         "requests_per_s": round(len(ms) / elapsed, 1),
@@ -130,6 +139,14 @@ def main() -> None:
     parser.add_argument(
         "--interval", type=float, default=1.0, help="pause between one client's polls (the web page: 1 s)"
     )
+    parser.add_argument(
+        "--phase",
+        choices=["random", "lockstep"],
+        default="random",
+        help="random: each client starts at a random moment of the interval, as independent pages do; "
+        "lockstep: all clients poll at the same instant every time (a burst of --clients requests)",
+    )
+    parser.add_argument("--submit-every", type=float, default=1.0, help="pause between one submitter's jobs")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 

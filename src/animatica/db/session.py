@@ -29,9 +29,14 @@ def create_db_engine(url: str) -> Engine:
     except Exception as exc:
         raise ConfigError(f"ANIMATICA_DATABASE_URL is not a database URL ({url!r}); fix it.") from exc
     if parsed.get_backend_name() == "sqlite":
+        pool: dict[str, Any] = {}
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(parsed, connect_args={"check_same_thread": False, "timeout": 30})
+            # As many kept connections as the server has request threads (40): a connection
+            # opened past the pool is closed again after one use, and opening one costs more
+            # than the query (WAL and pragmas are set up each time).
+            pool = {"pool_size": 40, "max_overflow": 20}
+        engine = create_engine(parsed, connect_args={"check_same_thread": False, "timeout": 30}, **pool)
         _configure_sqlite(engine)
         return engine
     if parsed.drivername == "postgresql":

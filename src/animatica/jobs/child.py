@@ -32,7 +32,7 @@ log = logging.getLogger("animatica.jobs")
 
 POLL_SECONDS = 0.1  # how often the parent asks should_cancel() and notices a dead child
 CANCEL_GRACE_SECONDS = 10.0  # a child that ignores a cancel this long is killed
-NICENESS = 5  # below the web server, so requests stay fast while a job animates
+NICENESS = 19  # below the web server, so requests stay fast while a job animates
 PARENT_CHECK_SECONDS = 1.0
 STOP_SECONDS = 5.0
 

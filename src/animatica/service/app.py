@@ -1,13 +1,12 @@
 """The FastAPI application: wiring only; behaviour lives in the modules it includes."""
 
 import logging
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 
 from animatica.errors import AnimaticaError
 from animatica.jobs.child import ProcessExecutor
@@ -26,6 +25,7 @@ from animatica.service.context import ServiceContext, build_context
 from animatica.service.errors import status_for
 from animatica.service.limits import BodyLimitMiddleware
 from animatica.service.logs import configure_logging
+from animatica.service.observe import ObserveMiddleware
 from animatica.settings import Settings, get_settings
 
 log = logging.getLogger("animatica.service")
@@ -104,25 +104,7 @@ def _install_middleware(app: FastAPI, ctx: ServiceContext) -> None:
     def limit_for(path: str) -> int:
         return upload_limit if path.startswith(UPLOAD_PATHS) else settings.max_json_bytes
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        elapsed = time.perf_counter() - started
-        route = request.scope.get("route")
-        template = getattr(route, "path", "unmatched")
-        ctx.metrics.requests.labels(request.method, template, str(response.status_code)).inc()
-        ctx.metrics.latency.labels(request.method, template).observe(elapsed)
-        log.info(
-            "request",
-            extra={
-                "method": request.method,
-                "route": template,
-                "status": response.status_code,
-                "ms": round(elapsed * 1000, 1),
-            },
-        )
-        return response
+    app.add_middleware(ObserveMiddleware, metrics=ctx.metrics)
 
     if settings.cors_origins:
         app.add_middleware(

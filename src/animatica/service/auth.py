@@ -9,6 +9,9 @@ the whole family is revoked; logout revokes it too, and an access token dies wit
 
 import hashlib
 import secrets
+import threading
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -29,6 +32,7 @@ _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash("animatica-dummy-password")
 ALGORITHM = "HS256"
 TOKEN_NAME = "Bearer"
+VERIFIED_TOKENS = 4096  # access tokens remembered as verified (a few hundred bytes each)
 
 
 def hash_password(password: str) -> str:
@@ -62,6 +66,10 @@ class TokenService:
         self._issuer = settings.token_issuer
         self._access_seconds = settings.access_token_seconds
         self._refresh_seconds = settings.refresh_token_seconds
+        # Verified access tokens, so a client polling every second is not re-verified each time.
+        # Keyed by the whole token (signature included); expiry is still checked on every use.
+        self._verified: OrderedDict[str, tuple[AccessClaims, float]] = OrderedDict()
+        self._verified_lock = threading.Lock()
 
     def login(self, session: Session, username: str, password: str) -> TokenPair:
         user = session.scalar(select(User).where(User.username == username))
@@ -117,6 +125,21 @@ class TokenService:
 
     def decode_access(self, token: str) -> AccessClaims:
         """Check signature, expiry, issuer and type; raises Unauthorized otherwise."""
+        with self._verified_lock:
+            known = self._verified.get(token)
+        if known is not None:
+            claims, expires = known
+            if time.time() < expires:
+                return claims
+            raise Unauthorized("The access token has expired; refresh it or log in again.")
+        verified = self._verify_access(token)
+        with self._verified_lock:
+            self._verified[token] = verified
+            while len(self._verified) > VERIFIED_TOKENS:
+                self._verified.popitem(last=False)
+        return verified[0]
+
+    def _verify_access(self, token: str) -> tuple[AccessClaims, float]:
         try:
             claims = jwt.decode(
                 token,
@@ -132,7 +155,7 @@ class TokenService:
         if claims.get("type") != "access":
             raise Unauthorized("Invalid or expired token")
         try:
-            return AccessClaims(user_id=int(claims["sub"]), family=str(claims["sid"]))
+            return AccessClaims(user_id=int(claims["sub"]), family=str(claims["sid"])), float(claims["exp"])
         except (TypeError, ValueError) as exc:
             raise Unauthorized("Invalid or expired token") from exc
 

@@ -8,12 +8,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile, status
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from animatica.db import ledger
 from animatica.jobs.engine_choice import concrete_engine, engine_statuses
 from animatica.service import animations
 from animatica.service.animations import job_view, load_job
-from animatica.service.deps import Ctx, Me
+from animatica.service.deps import Claims, Ctx, Me, active_user
 from animatica.service.results import serve_file
 from animatica.service.schemas import EngineList, EngineView, JobPage, JobView
 from animatica.service.schemas import Me as MeView
@@ -80,8 +81,13 @@ def list_animations(
 
 
 @router.get("/animations/{job_id}")
-def get_animation(ctx: Ctx, user: Me, job_id: str) -> JobView:
-    return job_view(load_job(ctx, user.id, job_id))
+async def get_animation(ctx: Ctx, claims: Claims, job_id: str) -> JobView:
+    # Every open job page polls this, so the caller's check and the look-up share one trip
+    # through the thread pool (other routes take ``Me`` and a second trip).
+    def look_up() -> JobView:
+        return job_view(load_job(ctx, active_user(ctx, claims).id, job_id))
+
+    return await run_in_threadpool(look_up)
 
 
 @router.get("/animations/{job_id}/result", response_class=Response)
