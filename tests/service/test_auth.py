@@ -4,6 +4,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
+import pytest
 
 SECRET = "test-secret-key-that-is-long-enough-for-hs256"
 PROTECTED = ("/api/v1/me", "/api/v0/subscriptions/current", "/api/v1/animations")
@@ -126,3 +127,16 @@ def test_disabled_user_is_signed_out_and_cannot_log_in(make_client: Any, api: An
     assert login.status_code == 403
     users = {u.username: u for u in list_users(settings)}
     assert users["alice"].disabled and not users["bob"].disabled and users["bob"].credits == 3
+
+
+def test_a_token_remembered_as_verified_still_expires(
+    make_client: Any, api: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = make_client()
+    tokens = api.signup_login(client, "alice")
+    assert client.get("/api/v1/me", headers=api.bearer(tokens)).status_code == 200  # now remembered
+    claims = jwt.decode(tokens["access_token"], options={"verify_signature": False})
+    later = float(claims["exp"]) + 1
+    monkeypatch.setattr("animatica.service.auth.time.time", lambda: later)
+    response = client.get("/api/v1/me", headers=api.bearer(tokens))
+    assert response.status_code == 401 and "expired" in response.json()["detail"]

@@ -44,7 +44,7 @@ def test_demo_animates_by_name() -> None:
 def test_demo_beats_the_no_motion_baseline_on_unseen_clips(tmp_path: Path) -> None:
     data = synthesize(tmp_path / "unseen", videos=1, seed=12345, size=64, test_videos=4)
     summary = evaluate(DEMO, data / "test", device="cpu")["summary"]
-    # Shipped model on these clips: L1 0.80x and keypoint distance 0.82x the baseline's; the bounds
+    # Shipped model on these clips: L1 0.73x and keypoint distance 0.84x the baseline's; the bounds
     # leave room for other CPUs' arithmetic while still failing for a model that ignores motion.
-    assert summary["l1_ratio"] < 0.9, summary
-    assert summary["akd_ratio"] < 0.95, summary
+    assert summary["l1_ratio"] < 0.8, summary
+    assert summary["akd_ratio"] < 0.9, summary
