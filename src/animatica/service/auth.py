@@ -159,15 +159,6 @@ class TokenService:
         except (TypeError, ValueError) as exc:
             raise Unauthorized("Invalid or expired token") from exc
 
-    @staticmethod
-    def family_revoked(session: Session, family: str) -> bool:
-        revoked = session.scalar(
-            select(RefreshToken.id)
-            .where(RefreshToken.family == family, RefreshToken.revoked_at.is_not(None))
-            .limit(1)
-        )
-        return revoked is not None
-
     def _issue(self, session: Session, user_id: int, family: str) -> TokenPair:
         now = utcnow()
         access = jwt.encode(

@@ -20,11 +20,10 @@ from urllib.parse import quote, urlsplit
 import jwt
 from fastapi import Depends, Request, Response
 
-from animatica.db.models import User
 from animatica.db.types import utcnow
 from animatica.service.auth import ALGORITHM, AccessClaims
 from animatica.service.context import ServiceContext
-from animatica.service.deps import Ctx, CurrentUser
+from animatica.service.deps import Ctx, CurrentUser, active_user
 from animatica.service.errors import Unauthorized
 from animatica.service.pages.problems import PageProblem, SignInRequired
 from animatica.settings import Settings
@@ -130,11 +129,10 @@ def viewer_or_none(ctx: Ctx, request: Request) -> CurrentUser | None:
     claims = _claims(ctx, request)
     if claims is None:
         return None
-    with ctx.db.read() as session:
-        user = session.get(User, claims.user_id)
-        if user is None or user.disabled or ctx.tokens.family_revoked(session, claims.family):
-            return None
-        return CurrentUser(user.id, user.username, user.plan_id, claims.family)
+    try:
+        return active_user(ctx, claims)
+    except Unauthorized:
+        return None
 
 
 def require_viewer(
