@@ -49,8 +49,12 @@ def test_absolute_mode_ignores_initial_frame(named_checkpoint: Path, reference) 
 
 
 def test_default_fast_path_matches_reference_animation(named_checkpoint: Path, reference) -> None:
-    """The optimised default path (Winograd, folded batch norm, …) stays within 2 of 255 levels."""
-    engine = FommEngine.load(named_checkpoint, relative=True, adapt_scale=True)
+    """The optimised default path (Winograd, folded batch norm, …) stays within 2 of 255 levels.
+
+    In float32: on a CPU with bf16 units ``auto`` precision picks bfloat16, whose accuracy is
+    checked separately (PSNR), and which differs from the reference by a few levels.
+    """
+    engine = FommEngine.load(named_checkpoint, precision="fp32", relative=True, adapt_scale=True)
     source = to_uint8_frames(reference["inputs/source"])[0]
     driving = to_uint8_frames(reference["inputs/driving"][0].transpose(1, 0, 2, 3))
     out = engine.animate(engine.prepare(source, driving[0]), driving)
