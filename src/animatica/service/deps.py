@@ -59,6 +59,7 @@ def active_user(ctx: ServiceContext, claims: AccessClaims) -> CurrentUser:
         select(RefreshToken.id)
         .where(RefreshToken.family == claims.family, RefreshToken.revoked_at.is_not(None))
         .exists()
+        .label("revoked")
     )
     with ctx.db.read() as session:  # one query: this runs on every API request
         row = session.execute(
@@ -66,7 +67,7 @@ def active_user(ctx: ServiceContext, claims: AccessClaims) -> CurrentUser:
         ).one_or_none()
     if row is None or row.disabled:
         raise Unauthorized("This account is no longer active.")
-    if row[3]:
+    if row.revoked:
         raise Unauthorized("This session was signed out; log in again.")
     return CurrentUser(claims.user_id, row.username, row.plan_id, claims.family)
 
