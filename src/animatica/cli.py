@@ -264,6 +264,9 @@ def train(
     epochs: Annotated[int | None, typer.Option(help="Total epochs to train to.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Override the config's batch size.")] = None,
     device: Annotated[str, typer.Option()] = "auto",
+    precision: Annotated[
+        str, typer.Option(help="auto (bf16 with bf16 units; a resume keeps its own), fp32, bf16.")
+    ] = "auto",
     seed: Annotated[int, typer.Option()] = 0,
 ) -> None:
     """Train FOMM on a folder of videos, or resume; checkpoints are in the public format."""
@@ -272,6 +275,7 @@ def train(
     final = run_training(
         config, data, checkpoint=checkpoint, out_dir=out_dir, vgg_weights=vgg_weights, steps=steps,
         epochs=epochs, device=device, seed=seed, batch_size=batch_size, progress_bar=sys.stderr.isatty(),
+        precision=precision,
     )  # fmt: skip
     typer.echo(f"wrote {final}")
 

@@ -1,4 +1,4 @@
-"""Choosing the torch device from a user's ``--device`` (auto, cpu, cuda, cuda:N)."""
+"""Choosing the torch device (``--device`` auto, cpu, cuda, cuda:N) and the arithmetic (``--precision``)."""
 
 import torch
 
@@ -16,3 +16,18 @@ def resolve_device(device: str = "auto") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise AnimaticaError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
     return dev
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
+    """``auto`` picks bf16 only where it is faster than fp32 (CUDA with bf16, CPUs with bf16 units)."""
+    if precision == "fp32":
+        return torch.float32
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision != "auto":
+        raise AnimaticaError(f"unknown precision '{precision}'; use auto, fp32 or bf16")
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    from animatica.fomm.fast import bf16_is_fast
+
+    return torch.bfloat16 if bf16_is_fast() else torch.float32

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from animatica.errors import AnimaticaError
 from animatica.fomm.checkpoint import read_checkpoint, save_checkpoint
 from animatica.fomm.config import (
     FommConfig,
@@ -91,14 +92,17 @@ def _params(path: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.slow
-def test_resume_is_identical_to_an_uninterrupted_run(tiny_data: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_resume_is_identical_to_an_uninterrupted_run(tiny_data: Path, tmp_path: Path, precision: str) -> None:
     # 3 batches per epoch, a milestone at epoch 3 and batch norm frozen from step 6: the 10 steps
     # cross epochs, the lr decay and the freeze.
     cfg = tiny_config({"freeze_batch_norm_after": 6})
     kwargs = {"device": "cpu", "log_every": 100, "grid_every": 0, "progress_bar": False}
-    whole = train(cfg, tiny_data, out_dir=tmp_path / "whole", steps=10, **kwargs)
-    part = train(cfg, tiny_data, out_dir=tmp_path / "part", steps=4, **kwargs)
+    whole = train(cfg, tiny_data, out_dir=tmp_path / "whole", steps=10, precision=precision, **kwargs)
+    part = train(cfg, tiny_data, out_dir=tmp_path / "part", steps=4, precision=precision, **kwargs)
+    # No precision given: a resumed run continues in the arithmetic its checkpoint was trained in.
     resumed = train(None, tiny_data, checkpoint=part, out_dir=tmp_path / "resumed", steps=10, **kwargs)
+    assert read_checkpoint(resumed)["trainer"]["precision"] == precision
     a, b = _params(whole), _params(resumed)
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])][:3]
@@ -109,6 +113,20 @@ def test_resume_is_identical_to_an_uninterrupted_run(tiny_data: Path, tmp_path: 
     # A stopped run differs from the whole one, so the comparison above can fail.
     c = _params(part)
     assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_bf16_training_runs_in_bf16_with_float32_weights(tiny_data: Path, tmp_path: Path) -> None:
+    cfg = tiny_config()
+    kwargs = {"device": "cpu", "steps": 2, "log_every": 1, "grid_every": 2, "progress_bar": False}
+    runs = {p: train(cfg, tiny_data, out_dir=tmp_path / p, precision=p, **kwargs) for p in ("fp32", "bf16")}
+    fp32, bf16 = _params(runs["fp32"]), _params(runs["bf16"])
+    assert all(v.dtype == torch.float32 for v in bf16.values() if v.is_floating_point())
+    # Same seed and data: only the arithmetic differs, and it must show in the weights.
+    assert not all(torch.equal(fp32[k], bf16[k]) for k in fp32)
+    assert all(torch.isfinite(v).all() for v in bf16.values() if v.is_floating_point())
+    assert (tmp_path / "bf16" / "grids" / "step-0000002.png").is_file()
+    with pytest.raises(AnimaticaError, match="precision"):
+        train(cfg, tiny_data, out_dir=tmp_path / "bad", precision="fp8", **kwargs)
 
 
 @pytest.mark.slow

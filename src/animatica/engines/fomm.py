@@ -13,8 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from animatica.device import resolve_device
-from animatica.errors import AnimaticaError
+from animatica.device import resolve_device, resolve_precision
 from animatica.fomm import config as fomm_config
 from animatica.fomm.checkpoint import (
     config_for_checkpoint,
@@ -26,21 +25,6 @@ from animatica.fomm.generator import EncodedSource, OcclusionAwareGenerator
 from animatica.fomm.keypoint_detector import Keypoints, KPDetector
 from animatica.fomm.motion import movement_scale, normalize_kp
 from animatica.settings import get_settings
-
-
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
-    """``auto`` picks bf16 only where it is faster than fp32 (CUDA with bf16, CPUs with bf16 units)."""
-    if precision == "fp32":
-        return torch.float32
-    if precision == "bf16":
-        return torch.bfloat16
-    if precision != "auto":
-        raise AnimaticaError(f"unknown precision '{precision}'; use auto, fp32 or bf16")
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-    from animatica.fomm.fast import bf16_is_fast
-
-    return torch.bfloat16 if bf16_is_fast() else torch.float32
 
 
 @dataclass

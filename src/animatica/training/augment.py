@@ -98,15 +98,12 @@ class Augmenter:
         c = rng.uniform(1 - self.contrast, 1 + self.contrast)
         s = rng.uniform(1 - self.saturation, 1 + self.saturation)
         shift = rng.uniform(-self.hue, self.hue)
-        out = []
-        for frame in frames:
-            x = frame * b
-            x = (x - x.mean()) * c + x.mean()
-            x = np.clip(x, 0, 1)
-            if s != 1 or shift:
-                hsv = rgb2hsv(x)
-                hsv[..., 0] = (hsv[..., 0] + shift) % 1.0
-                hsv[..., 1] = np.clip(hsv[..., 1] * s, 0, 1)
-                x = hsv2rgb(hsv)
-            out.append(np.clip(x, 0, 1).astype(np.float32))
-        return out
+        scaled = [frame * b for frame in frames]
+        x = np.stack([np.clip((f - f.mean()) * c + f.mean(), 0, 1) for f in scaled])
+        if s != 1 or shift:
+            # All frames in one conversion: for small frames the per-call overhead dominates.
+            hsv = rgb2hsv(x)
+            hsv[..., 0] = (hsv[..., 0] + shift) % 1.0
+            hsv[..., 1] = np.clip(hsv[..., 1] * s, 0, 1)
+            x = hsv2rgb(hsv)
+        return list(np.clip(x, 0, 1).astype(np.float32))
