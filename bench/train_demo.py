@@ -26,8 +26,8 @@ from animatica.training.trainer import export_inference, train
 
 CONFIG = Path(__file__).resolve().parents[1] / "src" / "animatica" / "fomm" / "configs" / "demo-64.yaml"
 # 200 clips overfit (at step 3200 of the shipped run: L1 0.70x the baseline on 40 of its own
-# training clips, 0.76x on unseen ones), yet 2000 clips learned too slowly for the 30-minute budget
-# (0.92x at step 2100 against 0.82x with 200); see the notes on issue 4.
+# training clips, 0.76x on unseen ones), but with more clips the keypoint detector collapsed at the
+# learning rate of 5e-4 (600 clips: at step ~1000; 2000: equivariance loss high from step 600 on).
 TRAIN_SEED, HELD_OUT_SEED, TRAIN_VIDEOS, HELD_OUT_VIDEOS = 1, 2, 200, 40
 
 
