@@ -19,7 +19,8 @@ from pathlib import Path
 
 import torch
 
-from animatica.fomm.checkpoint import SHIPPED_DIR, read_checkpoint
+from animatica.device import precision_name, resolve_precision
+from animatica.fomm.checkpoint import SHIPPED_DIR
 from animatica.fomm.config import load_config
 from animatica.training.synth import synthesize
 from animatica.training.trainer import export_inference, train
@@ -72,7 +73,7 @@ def main() -> None:
         "train_minutes": round(minutes, 1),
         "train_cpu_minutes": round(cpu_minutes, 1),  # the wall time depends on what else runs
         "threads": args.threads,
-        "precision": read_checkpoint(checkpoint)["trainer"]["precision"],
+        "precision": precision_name(resolve_precision(args.precision, torch.device("cpu"))),
         "machine": platform.processor() or platform.machine(),
         "model_mb": round(model.stat().st_size / 2**20, 2),
         **report["summary"],

@@ -18,12 +18,18 @@ def resolve_device(device: str = "auto") -> torch.device:
     return dev
 
 
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def precision_name(dtype: torch.dtype) -> str:
+    """The ``--precision`` value that means ``dtype`` (as reports and checkpoints record it)."""
+    return next(name for name, value in PRECISIONS.items() if value == dtype)
+
+
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     """``auto`` picks bf16 only where it is faster than fp32 (CUDA with bf16, CPUs with bf16 units)."""
-    if precision == "fp32":
-        return torch.float32
-    if precision == "bf16":
-        return torch.bfloat16
+    if precision in PRECISIONS:
+        return PRECISIONS[precision]
     if precision != "auto":
         raise AnimaticaError(f"unknown precision '{precision}'; use auto, fp32 or bf16")
     if device.type == "cuda":

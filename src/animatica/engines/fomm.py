@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from animatica.device import resolve_device, resolve_precision
+from animatica.device import precision_name, resolve_device, resolve_precision
 from animatica.fomm import config as fomm_config
 from animatica.fomm.checkpoint import (
     config_for_checkpoint,
@@ -99,7 +99,7 @@ class FommEngine:
 
     @property
     def precision(self) -> str:
-        return "bf16" if self.networks.dtype == torch.bfloat16 else "fp32"
+        return precision_name(self.networks.dtype)
 
     @property
     def device(self) -> str:

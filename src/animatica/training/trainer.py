@@ -30,7 +30,7 @@ from torch.optim.lr_scheduler import MultiStepLR
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from animatica.device import resolve_device, resolve_precision
+from animatica.device import PRECISIONS, precision_name, resolve_device, resolve_precision
 from animatica.fomm import config as fomm_config
 from animatica.fomm.checkpoint import load_state_strict, read_checkpoint, resolve_checkpoint, save_checkpoint
 from animatica.fomm.discriminator import MultiScaleDiscriminator
@@ -44,7 +44,6 @@ from animatica.training.visualize import save_grid, training_grid
 
 CHECKPOINT_NAME = "checkpoint.pth.tar"
 METRIC_ONLY = frozenset({"l1", "baseline_l1"})  # logged, never optimised
-PRECISION_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16"}
 ProgressCallback = Callable[[int, int, dict[str, float]], None]
 
 
@@ -211,7 +210,7 @@ class Trainer:
                 "step": pos.step,
                 "seed": self.seed,
                 "batch_size": self.batch_size,
-                "precision": PRECISION_NAMES[self.autocast_dtype],
+                "precision": precision_name(self.autocast_dtype),
                 "warp_rng": self.warps.get_state(),
                 "guard": self.guard.state(),
             },
@@ -471,7 +470,7 @@ def train(
     stored = data_ckpt.get("config") if data_ckpt is not None else None
     cfg = _load_config(config, stored if isinstance(stored, dict) else None)
     resumed = data_ckpt.get("trainer") if data_ckpt is not None else None
-    if precision == "auto" and isinstance(resumed, dict) and resumed.get("precision") in ("fp32", "bf16"):
+    if precision == "auto" and isinstance(resumed, dict) and resumed.get("precision") in PRECISIONS:
         precision = resumed["precision"]
     trainer = Trainer(
         cfg, Path(data), Path(out_dir), vgg_weights, device, seed, num_workers, batch_size, precision
