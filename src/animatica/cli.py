@@ -5,6 +5,7 @@ no traceback; anything else is a bug and keeps its traceback.
 """
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -244,11 +245,13 @@ def data_synth(
     size: Annotated[int, typer.Option(help="Frame side in pixels.")] = 64,
     frames: Annotated[int, typer.Option(help="Frames per clip.")] = 32,
     test_videos: Annotated[int | None, typer.Option(help="Test clips (default: a tenth).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Rendering processes (default: one per core).")] = None,
 ) -> None:
     """Write a procedural dataset of moving, deforming textured objects (no download needed)."""
     from animatica.training.synth import synthesize
 
-    path = synthesize(out, videos, seed, size=size, frames=frames, test_videos=test_videos)
+    processes = workers if workers is not None else os.cpu_count() or 1
+    path = synthesize(out, videos, seed, size=size, frames=frames, test_videos=test_videos, workers=processes)
     typer.echo(f"wrote {path}")
 
 
@@ -304,7 +307,10 @@ def evaluate(
         typer.echo(json.dumps(report))
         return
     for key, value in report["summary"].items():
-        typer.echo(f"{key}: {json.dumps(value)}")
+        if key != "warnings":
+            typer.echo(f"{key}: {json.dumps(value)}")
+    for warning in report["summary"]["warnings"]:
+        typer.echo(f"warning: {warning}", err=True)
 
 
 @app.command()

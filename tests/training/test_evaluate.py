@@ -8,16 +8,19 @@ import numpy as np
 import pytest
 import torch
 
-from animatica.fomm.checkpoint import read_checkpoint
+from animatica.fomm.checkpoint import SHIPPED_DIR, read_checkpoint, save_checkpoint
 from animatica.fomm.config import config_from_dict, kp_detector_kwargs
 from animatica.fomm.keypoint_detector import KPDetector
 from animatica.media.reader import iter_frames
 from animatica.training.datasets import read_video, write_pairs
 from animatica.training.errors import DatasetError
 from animatica.training.evaluate import animate_pairs, evaluate
+from animatica.training.synth import synthesize
 from animatica.training.trainer import train
 
 from .conftest import tiny_config
+
+DEMO = SHIPPED_DIR / "demo.pth.tar"
 
 
 @pytest.fixture(autouse=True)
@@ -75,6 +78,22 @@ def test_baseline_figures_match_an_independent_computation(checkpoint: Path, tin
             distances.append(np.linalg.norm((kp - kp[:1]) * 31 / 2, axis=-1))
     assert report["summary"]["baseline"]["akd"] == pytest.approx(np.mean(distances), rel=1e-4)
     assert report["summary"]["model"]["akd"] >= 0
+
+
+def test_a_collapsed_keypoint_detector_is_reported(tiny_data: Path, tmp_path: Path) -> None:
+    """Zeroed keypoint heads give the same keypoints for every frame: AKD 0 that must not read as good."""
+    data = read_checkpoint(DEMO)
+    for key in ("kp.weight", "kp.bias", "jacobian.weight"):
+        data["kp_detector"][key] = torch.zeros_like(data["kp_detector"][key])
+    collapsed = tmp_path / "collapsed.pth.tar"
+    save_checkpoint(collapsed, data)
+    clips = synthesize(tmp_path / "clips", videos=1, test_videos=2, seed=7, size=64, frames=6)
+    report = evaluate(collapsed, clips / "test", device="cpu")
+    assert report["summary"]["model"]["akd"] == pytest.approx(0.0, abs=1e-4)
+    assert report["summary"]["warnings"] and "keypoint detector ignores the image" in " ".join(
+        report["summary"]["warnings"]
+    )
+    assert evaluate(DEMO, clips / "test", device="cpu")["summary"]["warnings"] == []
 
 
 def test_face_metrics_are_reported_when_asked(checkpoint: Path, tiny_data: Path) -> None:

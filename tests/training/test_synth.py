@@ -37,6 +37,18 @@ def test_same_seed_same_pixels_other_seed_differs(tiny_data: Path, tmp_path: Pat
     )
 
 
+def test_worker_processes_write_the_same_files(tiny_data: Path, tmp_path: Path) -> None:
+    done: list[tuple[int, int]] = []
+    out = synth.synthesize(
+        tmp_path / "parallel", videos=6, seed=7, size=32, frames=8, test_videos=2, workers=2,
+        on_progress=lambda n, total: done.append((n, total)),
+    )  # fmt: skip
+    files = sorted(p.relative_to(tiny_data) for p in tiny_data.rglob("*.png"))
+    assert files == sorted(p.relative_to(out) for p in out.rglob("*.png"))
+    assert all((tiny_data / f).read_bytes() == (out / f).read_bytes() for f in files)
+    assert done[-1] == (8, 8) and len(done) == 8
+
+
 def test_test_split_is_not_a_copy_of_training_clips() -> None:
     train = synth.render_clip(3, "train", 0, size=32, frames=4)
     test = synth.render_clip(3, "test", 0, size=32, frames=4)
@@ -79,3 +91,5 @@ def test_failure_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.Monke
 def test_rejects_bad_counts(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="at least 1"):
         synth.synthesize(tmp_path / "out", videos=0, seed=0)
+    with pytest.raises(DatasetError, match="--workers must be at least 1"):
+        synth.synthesize(tmp_path / "out", videos=1, seed=0, workers=0)

@@ -22,7 +22,7 @@ from animatica.fomm.generator import OcclusionAwareGenerator
 from animatica.fomm.keypoint_detector import KPDetector
 from animatica.training import trainer as trainer_module
 from animatica.training.errors import TrainingError
-from animatica.training.trainer import Guard, export_inference, train
+from animatica.training.trainer import Guard, MotionLostWarning, MotionWatch, export_inference, train
 
 from .conftest import tiny_config
 
@@ -207,6 +207,38 @@ def test_non_finite_losses_skip_updates_then_stop(
             grid_every=0,
             progress_bar=False,
         )
+
+
+def test_motion_watch_warns_once_when_learned_motion_is_lost() -> None:
+    watch = MotionWatch()
+    assert watch.update(50, 0.99, 1.0) is None  # not learned yet: a ratio near 1 is just early
+    assert watch.update(100, 0.8, 1.0) is None
+    assert watch.update(150, 0.95, 1.0) is None  # worse, but still using motion
+    message = watch.update(200, 0.99, 1.0)
+    assert message is not None and "0.80x at step 100" in message and "lr_kp_detector" in message
+    assert watch.update(250, 1.0, 1.0) is None  # once is enough
+    assert watch.update(300, 1.0, 0.0) is None and watch.best == 0.8
+
+
+def test_training_warns_when_the_reconstruction_falls_back_to_no_motion(
+    tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A collapse takes minutes of real training; here the logged L1 is made to follow one."""
+    real_forward = trainer_module.GeneratorObjective.forward
+    calls = []
+
+    def collapsing(self, *args: object):  # type: ignore[no-untyped-def]
+        out, generated = real_forward(self, *args)
+        calls.append(1)
+        factor = 0.5 if len(calls) <= 2 else 1.0  # learned motion for two steps, then lost it
+        out["l1"] = out["baseline_l1"].detach() * factor
+        return out, generated
+
+    monkeypatch.setattr(trainer_module.GeneratorObjective, "forward", collapsing)
+    kwargs = {"device": "cpu", "grid_every": 0, "progress_bar": False, "log_every": 1}
+    with pytest.warns(MotionLostWarning, match="step 3: .* 1.00x .* 0.50x at step 1"):
+        out = train(tiny_config(), tiny_data, out_dir=tmp_path / "lost", steps=4, **kwargs)
+    assert read_checkpoint(out)["trainer"]["motion_watch"]["warned"] is True
 
 
 def test_reference_style_checkpoint_resumes_at_the_next_epoch(tiny_data: Path, tmp_path: Path) -> None:

@@ -159,6 +159,7 @@ def evaluate(
     if faces:
         summary["face_model"] = _face_mean([r["face_model"] for r in face_rows])
         summary["face_baseline"] = _face_mean([r["face_baseline"] for r in face_rows])
+    summary["warnings"] = _warnings(summary, faces, size)
     report = {
         "checkpoint": str(checkpoint),
         "data": str(dataset.folder),
@@ -184,6 +185,30 @@ def evaluate(
     if json_out is not None:
         _write_json(Path(json_out), report)
     return report
+
+
+def _warnings(summary: dict[str, Any], faces: bool, size: tuple[int, int]) -> list[str]:
+    """Say when the figures describe a model that does not animate, which the ratios alone hide.
+
+    Without faces, AKD and MKR use the model's own keypoints. A collapsed keypoint detector puts
+    them in the same place whatever the frame, so the model's AKD is near 0 and looks excellent
+    while the model copies the source; the baseline's AKD, the keypoints' own movement between
+    real frames, gives that away.
+    """
+    out = []
+    if summary["l1_ratio"] > 0.95:
+        out.append(
+            f"the model's L1 is {summary['l1_ratio']:.2f}x the no-motion baseline's: it hardly "
+            "reconstructs motion (is it trained enough, and on data like this?)."
+        )
+    moved = summary["baseline"]["akd"]
+    if not faces and moved < 0.01 * max(size):
+        out.append(
+            f"the model's keypoints move only {moved:.2f} px between the first and later real frames, so "
+            "AKD and MKR cannot measure motion here: the keypoint detector ignores the image (collapsed "
+            "in training, or the clips barely move)."
+        )
+    return out
 
 
 def _face_mean(rows: list[dict[str, float | None]]) -> dict[str, float | None]:

@@ -18,7 +18,9 @@ import math
 import shutil
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -221,6 +223,14 @@ def render_clip(seed: int, split: Split, index: int, size: int = 64, frames: int
     return out
 
 
+def _write_clip(job: tuple[Path, int, Split, int, int, int]) -> None:
+    staging, seed, split, index, size, frames = job
+    clip = staging / split / f"clip{index:05d}"
+    clip.mkdir()
+    for i, frame in enumerate(render_clip(seed, split, index, size, frames)):
+        Image.fromarray(frame).save(clip / f"{i:05d}.png", compress_level=1)
+
+
 def synthesize(
     out: Path,
     videos: int,
@@ -229,16 +239,20 @@ def synthesize(
     frames: int = 32,
     test_videos: int | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    workers: int = 1,
 ) -> Path:
     """Write ``out/train/<clip>/00000.png…`` and ``out/test/<clip>/…``; returns ``out``.
 
-    ``videos`` training clips and ``test_videos`` test clips (default: a tenth, at least one).
+    ``videos`` training clips and ``test_videos`` test clips (default: a tenth, at least one),
+    rendered by ``workers`` processes (the files are the same whatever their number).
     Everything is written to a hidden sibling folder first and renamed into place at the end, so
     an interrupted run leaves no half-written dataset behind.
     """
     out = Path(out)
     if videos < 1:
         raise DatasetError(f"--videos must be at least 1, got {videos}.")
+    if workers < 1:
+        raise DatasetError(f"--workers must be at least 1, got {workers}.")
     if size < 16 or frames < 2:
         raise DatasetError(f"--size must be at least 16 and clips need 2+ frames (got {size}, {frames}).")
     n_test = max(1, videos // 10) if test_videos is None else test_videos
@@ -248,19 +262,22 @@ def synthesize(
         raise DatasetError(f"{out} already exists and is not an empty folder; choose a new --out folder.")
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.with_name(f".{out.name}.partial-{uuid.uuid4().hex[:8]}")
-    total = videos + n_test
-    done = 0
+    counts = (("train", videos), ("test", n_test))
+    jobs = [(staging, seed, split, index, size, frames) for split, count in counts for index in range(count)]
     try:
-        for split, count in (("train", videos), ("test", n_test)):
+        for split in ("train", "test"):
             (staging / split).mkdir(parents=True)
-            for index in range(count):
-                clip = staging / split / f"clip{index:05d}"
-                clip.mkdir()
-                for i, frame in enumerate(render_clip(seed, split, index, size, frames)):
-                    Image.fromarray(frame).save(clip / f"{i:05d}.png", compress_level=1)
-                done += 1
+        if workers > 1:
+            # Clips are pure functions of their index, so processes can render them in any order.
+            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+                for done, _ in enumerate(pool.map(_write_clip, jobs, chunksize=8), start=1):
+                    if on_progress is not None:
+                        on_progress(done, len(jobs))
+        else:
+            for done, job in enumerate(jobs, start=1):
+                _write_clip(job)
                 if on_progress is not None:
-                    on_progress(done, total)
+                    on_progress(done, len(jobs))
         if out.exists():
             out.rmdir()
         staging.rename(out)

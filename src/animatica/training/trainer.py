@@ -89,6 +89,51 @@ class Guard:
         self.consecutive, self.skipped = state["consecutive"], state["skipped"]
 
 
+class MotionLostWarning(UserWarning):
+    """A run that had learned to use motion reconstructs no better than copying the source again."""
+
+
+@dataclass
+class MotionWatch:
+    """Notices when a run loses the motion it had learned, which no loss guard catches.
+
+    The failure seen on procedural data at a high keypoint-detector learning rate: the detector
+    collapses (its keypoints stop following the image), the generator falls back to copying the
+    source, and the reconstruction L1 climbs back to the no-motion baseline's while every loss
+    stays finite and smooth. The watch compares each log window's L1 with the same batches'
+    baseline L1 and warns once when the ratio returns near 1 after having been clearly lower.
+    """
+
+    learned: float = 0.9  # a ratio below this means the model was using motion
+    lost: float = 0.97  # and one above this, afterwards, means it no longer does
+    best: float | None = None
+    best_step: int = 0
+    warned: bool = False
+
+    def update(self, step: int, l1: float, baseline_l1: float) -> str | None:
+        """Feed one log window's mean L1s; returns the warning text the first time motion is lost."""
+        if not baseline_l1 > 0 or not math.isfinite(l1):
+            return None
+        ratio = l1 / baseline_l1
+        if self.best is None or ratio < self.best:
+            self.best, self.best_step = ratio, step
+        if self.warned or self.best >= self.learned or ratio <= self.lost:
+            return None
+        self.warned = True
+        return (
+            f"step {step}: the reconstruction L1 is back at {ratio:.2f}x the no-motion baseline's "
+            f"(it was {self.best:.2f}x at step {self.best_step}). The keypoint detector has most likely "
+            "collapsed (look for a jump in equivariance_value in log.csv); resume from a checkpoint "
+            "saved before it with a lower lr_kp_detector, or restart with one."
+        )
+
+    def state(self) -> dict[str, Any]:
+        return {"best": self.best, "best_step": self.best_step, "warned": self.warned}
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.best, self.best_step, self.warned = state["best"], state["best_step"], state["warned"]
+
+
 @dataclass
 class Position:
     """Where training is: the next batch to run is ``batch`` of epoch ``epoch``."""
@@ -170,6 +215,7 @@ class Trainer:
             self.discriminator_objective = nn.DataParallel(self.discriminator_objective)
         self.warps = torch.Generator().manual_seed(seed)
         self.guard = Guard()
+        self.motion_watch = MotionWatch()
         self.position = Position()
         dataset = FramesDataset(
             Path(data),
@@ -213,6 +259,7 @@ class Trainer:
                 "precision": precision_name(self.autocast_dtype),
                 "warp_rng": self.warps.get_state(),
                 "guard": self.guard.state(),
+                "motion_watch": self.motion_watch.state(),
             },
         }
 
@@ -249,6 +296,8 @@ class Trainer:
             self.position = Position(trainer["epoch"], trainer["batch"], trainer["step"])
             self.warps.set_state(trainer["warp_rng"])
             self.guard.load(trainer["guard"])
+            if "motion_watch" in trainer:  # absent from checkpoints of earlier versions
+                self.motion_watch.load(trainer["motion_watch"])
         else:
             epoch = int(data.get("epoch", -1)) + 1
             self.position = Position(epoch, 0, epoch * self.batches_per_epoch)
@@ -376,6 +425,10 @@ class Trainer:
                     if pos.step % log_every == 0 or pos.step == steps:
                         elapsed = time.perf_counter() - started
                         log.write(self._log_row(totals, count, elapsed))
+                        l1, baseline_l1 = totals.get("l1", math.nan), totals.get("baseline_l1", 0.0)
+                        lost = self.motion_watch.update(pos.step, l1 / count, baseline_l1 / count)
+                        if lost is not None:
+                            warnings.warn(lost, MotionLostWarning, stacklevel=2)
                         totals, count, started = {}, 0, time.perf_counter()
                     if generated is not None and grid_every and pos.step % grid_every == 0:
                         grid = training_grid(batch["source"], batch["driving"], generated)
