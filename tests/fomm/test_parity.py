@@ -19,8 +19,13 @@ from animatica.fomm.motion import normalize_kp
 
 TOL = 1e-4
 # The warped source image at full resolution magnifies float32 rounding in the flow by the image's
-# sharpest gradients; the reference itself differs from a float64 run by ~3e-4 there.
-TOL_DEFORMED = 1e-3
+# sharpest gradients, at a few pixels: the reference itself differs from our float64 run by up to
+# 3.4e-4 there, and our float32 run from our float64 one by up to 1.25e-3 on an AVX2-only EPYC
+# (under 1e-3 on a Xeon), while the mean stays under 1e-5. So the deformed image is held to a tight
+# mean and a loose maximum; corner-unaligned warping, the error this guards against, differs by
+# 0.009-0.033 on average and 0.5-0.98 at most.
+TOL_DEFORMED_MEAN = 2e-5
+TOL_DEFORMED_MAX = 5e-3
 VARIANT = "align_true/"
 
 
@@ -66,9 +71,10 @@ def test_keypoints_and_reconstruction_match_reference(networks, reference) -> No
         assert_close(
             out["occlusion_map"], reference[ref + "reconstruction_occlusion_map"], TOL, f"t{t} occlusion"
         )
-        assert_close(
-            out["deformed"], reference[ref + "reconstruction_deformed"], TOL_DEFORMED, f"t{t} deformed"
-        )
+        deformed = reference[ref + "reconstruction_deformed"]
+        assert_close(out["deformed"], deformed, TOL_DEFORMED_MAX, f"t{t} deformed")
+        mean = float((out["deformed"] - torch.from_numpy(deformed)).abs().mean())
+        assert mean <= TOL_DEFORMED_MEAN, f"t{t} deformed: mean abs difference {mean:.2e}"
 
 
 @torch.inference_mode()

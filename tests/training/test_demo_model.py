@@ -44,8 +44,8 @@ def test_demo_animates_by_name() -> None:
 def test_demo_beats_the_no_motion_baseline_on_unseen_clips(tmp_path: Path) -> None:
     data = synthesize(tmp_path / "unseen", videos=1, seed=12345, size=64, test_videos=4)
     summary = evaluate(DEMO, data / "test", device="cpu")["summary"]
-    # Shipped model on these clips: L1 0.68x and keypoint distance 0.79x the baseline's (the model
-    # shipped before it: 0.73x, 0.84x, so these bounds fail for it); the margin is for other CPUs'
-    # arithmetic, and a model that ignores motion scores about 1.0.
-    assert summary["l1_ratio"] < 0.73, summary
-    assert summary["akd_ratio"] < 0.85, summary
+    # Shipped model on these clips: L1 0.679x and keypoint distance 0.687x the baseline's (the model
+    # shipped before it: 0.681x, 0.790x, so the keypoint bound fails for it); the margin is for
+    # other CPUs' arithmetic, and a model that ignores motion scores about 1.0.
+    assert summary["l1_ratio"] < 0.70, summary
+    assert summary["akd_ratio"] < 0.75, summary
