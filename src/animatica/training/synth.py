@@ -269,10 +269,13 @@ def synthesize(
             (staging / split).mkdir(parents=True)
         if workers > 1:
             # Clips are pure functions of their index, so processes can render them in any order.
-            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
+            try:
                 for done, _ in enumerate(pool.map(_write_clip, jobs, chunksize=8), start=1):
                     if on_progress is not None:
                         on_progress(done, len(jobs))
+            finally:  # on a failure, stop rendering what would only be deleted
+                pool.shutdown(cancel_futures=True)
         else:
             for done, job in enumerate(jobs, start=1):
                 _write_clip(job)
