@@ -80,7 +80,7 @@ def test_baseline_figures_match_an_independent_computation(checkpoint: Path, tin
     assert report["summary"]["model"]["akd"] >= 0
 
 
-def test_a_collapsed_keypoint_detector_is_reported(tiny_data: Path, tmp_path: Path) -> None:
+def test_a_collapsed_keypoint_detector_is_reported(tmp_path: Path) -> None:
     """Zeroed keypoint heads give the same keypoints for every frame: AKD 0 that must not read as good."""
     data = read_checkpoint(DEMO)
     for key in ("kp.weight", "kp.bias", "jacobian.weight"):

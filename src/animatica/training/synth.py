@@ -267,20 +267,16 @@ def synthesize(
     try:
         for split in ("train", "test"):
             (staging / split).mkdir(parents=True)
-        if workers > 1:
-            # Clips are pure functions of their index, so processes can render them in any order.
-            pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
-            try:
-                for done, _ in enumerate(pool.map(_write_clip, jobs, chunksize=8), start=1):
-                    if on_progress is not None:
-                        on_progress(done, len(jobs))
-            finally:  # on a failure, stop rendering what would only be deleted
-                pool.shutdown(cancel_futures=True)
-        else:
-            for done, job in enumerate(jobs, start=1):
-                _write_clip(job)
+        # Clips are pure functions of their index, so processes can render them in any order.
+        pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers > 1 else None
+        try:
+            rendered = pool.map(_write_clip, jobs, chunksize=8) if pool else map(_write_clip, jobs)
+            for done, _ in enumerate(rendered, start=1):
                 if on_progress is not None:
                     on_progress(done, len(jobs))
+        finally:  # on a failure, stop rendering what would only be deleted
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
         if out.exists():
             out.rmdir()
         staging.rename(out)

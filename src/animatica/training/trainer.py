@@ -424,9 +424,9 @@ class Trainer:
                         on_progress(pos.step, steps, values)
                     if pos.step % log_every == 0 or pos.step == steps:
                         elapsed = time.perf_counter() - started
-                        log.write(self._log_row(totals, count, elapsed))
-                        l1, baseline_l1 = totals.get("l1", math.nan), totals.get("baseline_l1", 0.0)
-                        lost = self.motion_watch.update(pos.step, l1 / count, baseline_l1 / count)
+                        row = self._log_row(totals, count, elapsed)
+                        log.write(row)
+                        lost = self.motion_watch.update(pos.step, row["l1"], row["baseline_l1"])
                         if lost is not None:
                             warnings.warn(lost, MotionLostWarning, stacklevel=2)
                         totals, count, started = {}, 0, time.perf_counter()
