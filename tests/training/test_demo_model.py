@@ -41,11 +41,13 @@ def test_demo_animates_by_name() -> None:
 
 
 @pytest.mark.slow
-def test_demo_beats_the_no_motion_baseline_on_unseen_clips(tmp_path: Path) -> None:
-    data = synthesize(tmp_path / "unseen", videos=1, seed=12345, size=64, test_videos=4)
+def test_demo_meets_the_issue_figure_on_unseen_clips(tmp_path: Path) -> None:
+    # The held-out set of bench/train_demo.py: 40 clips of seed 2, which training never saw (seed 1).
+    data = synthesize(tmp_path / "unseen", videos=1, seed=2, size=64, test_videos=40)
     summary = evaluate(DEMO, data / "test", device="cpu")["summary"]
-    # Shipped model on these clips: L1 0.679x and keypoint distance 0.687x the baseline's (the model
-    # shipped before it: 0.681x, 0.790x, so the keypoint bound fails for it); the margin is for
-    # other CPUs' arithmetic, and a model that ignores motion scores about 1.0.
-    assert summary["l1_ratio"] < 0.70, summary
-    assert summary["akd_ratio"] < 0.75, summary
+    # Shipped model: L1 0.6993x and keypoint distance 0.594x the baseline's, the same to 1e-8 at one
+    # thread or two; the fp32 model shipped before it scored 0.6997x and 0.608x. A model that
+    # ignores motion scores about 1.0. Fewer clips would not do: on 4, 8 and 12 clips of seed 12345
+    # this model's L1 ratio is 0.68, 0.72 and 0.74.
+    assert summary["l1_ratio"] <= 0.70, summary
+    assert summary["akd_ratio"] < 0.65, summary
