@@ -3,7 +3,7 @@
 Steps: synthesise the training data (seed 1), synthesise held-out clips from an unseen seed (2),
 train the built-in ``demo-64`` config on the CPU (seed 0, the step count the config implies,
 ``--precision auto``: bf16 where the CPU has bf16 units, as on the AMX Xeon that trained the
-shipped model; ``--precision bf16`` reproduces it elsewhere, slowly without such units), export
+shipped model; ``--precision bf16`` trains the same way elsewhere, slowly without them), export
 the inference part, evaluate reconstruction on the held-out clips against the no-motion
 baseline, and print one JSON line. ``--ship`` copies the exported model to
 ``src/animatica/fomm/weights/demo.pth.tar``.
