@@ -154,6 +154,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as home:
         env = {**os.environ, "ANIMATICA_HOME": home, "ANIMATICA_FREE_CREDITS": "1000"}
+        # Every simulated client comes from this one address: per-address limits would cap the load.
+        env.update({f"ANIMATICA_RATE_LIMIT_{topic}": "" for topic in ("LOGIN", "SIGNUP", "SUBMIT")})
+        env["ANIMATICA_RATE_LIMIT_SUBMIT_ACCOUNT"] = ""
         source, driving = write_demo_inputs(Path(home) / "inputs")
         port = free_port()
         base = f"http://127.0.0.1:{port}"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_FOMM = REPO.parent / "shared" / "reference" / "fomm"
+FOMM_REFERENCE = REPO / "tests" / "fomm" / "reference"
 
 
 @pytest.fixture(autouse=True)
@@ -23,23 +23,24 @@ def animatica_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
 
 
 @pytest.fixture(scope="session")
-def shared_fomm() -> Path:
-    """The FOMM reference data that ships beside every checkout (../shared/reference/fomm)."""
-    if not (SHARED_FOMM / "vox256_parity.npz").is_file():
-        pytest.fail(
-            f"FOMM reference data not found at {SHARED_FOMM}; the checkout must have ../shared beside it"
-        )
-    return SHARED_FOMM
+def fomm_reference() -> Path:
+    """The FOMM reference data, trimmed and kept in the repository so that a clone alone is tested.
+
+    ``tests/fomm/reference/refresh.py`` writes it from the full reference folder.
+    """
+    if not (FOMM_REFERENCE / "vox256_parity.npz").is_file():
+        pytest.fail(f"FOMM reference data not found in {FOMM_REFERENCE}")
+    return FOMM_REFERENCE
 
 
 @pytest.fixture(scope="session")
-def named_checkpoint(shared_fomm: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def named_checkpoint(fomm_reference: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The vox-256 checkpoint whose weights derive from key names (the reference's parity weights)."""
     out = tmp_path_factory.mktemp("ckpt") / "named.pth.tar"
     argv = sys.argv
     try:
         sys.argv = ["make_named_checkpoint.py", str(out)]
-        runpy.run_path(str(shared_fomm / "make_named_checkpoint.py"), run_name="__main__")
+        runpy.run_path(str(fomm_reference / "make_named_checkpoint.py"), run_name="__main__")
     finally:
         sys.argv = argv
     return out

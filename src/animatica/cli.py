@@ -321,7 +321,10 @@ def serve(
 ) -> None:
     """Run the web service (API, docs at /docs) with the in-process worker."""
     from animatica.service.app import serve as run_service
+    from animatica.service.startup import check_settings
+    from animatica.settings import get_settings
 
+    check_settings(get_settings())  # an unsafe setting is the only line printed
     url = f"http://{host}:{port}"
     typer.echo(f"Animatica is serving on {url} (API docs: {url}/docs)", err=True)
     run_service(host=host, port=port)

@@ -25,7 +25,7 @@ from animatica.engines.base import Engine
 from animatica.errors import AnimaticaError
 from animatica.media.fit import fit_frame
 from animatica.media.probe import MediaInfo, probe, require_image, require_video
-from animatica.media.reader import iter_chunks, iter_frames, read_image
+from animatica.media.reader import FrameLimitExceeded, iter_chunks, iter_frames, read_image
 from animatica.media.writer import check_writable, open_writer, output_kind
 
 
@@ -58,6 +58,9 @@ class AnimationRequest:
     start: int = 0
     stop: int | None = None
     keep_audio: bool = True  # segments are written silent; the join adds the sound once
+    # The most driving frames this animation may decode (a service plan's length limit at the
+    # clip's rate). Held on the frames actually decoded, since a header's length can lie.
+    max_frames: int | None = None
 
 
 @dataclass
@@ -102,14 +105,19 @@ def _face_track(request: AnimationRequest, info: MediaInfo) -> np.ndarray | None
         return None
     from animatica.face.crop import track_boxes
 
-    return track_boxes(iter_frames(info.path), what=f"the video {info.path.name}")
+    return track_boxes(_driving(request, info), what=f"the video {info.path.name}")
+
+
+def _driving(request: AnimationRequest, info: MediaInfo, start: int = 0) -> Iterator[np.ndarray]:
+    """The driving frames from ``start`` on; every pass over the video comes through here, under its limit."""
+    return iter_frames(info.path, start, max_frames=request.max_frames)
 
 
 def _frames(
     request: AnimationRequest, engine: Engine, info: MediaInfo, boxes: np.ndarray | None, start: int = 0
 ) -> Iterator[np.ndarray]:
     """Driving frames from ``start`` on, as the engine wants them: face-cropped if asked, fitted."""
-    frames: Iterator[np.ndarray] = iter_frames(info.path, start)  # seeks: a segment costs O(its length)
+    frames: Iterator[np.ndarray] = _driving(request, info, start)  # seeks: a segment costs O(its length)
     if boxes is not None:
         from animatica.face.crop import crop_with_boxes
 
@@ -148,8 +156,18 @@ def _initial_index(request: AnimationRequest, info: MediaInfo) -> int:
         from animatica.face.best_frame import find_best_frame
 
         # Normalised landmarks do not depend on framing, so the full-resolution inputs serve best.
-        return find_best_frame(read_image(request.source), iter_frames(info.path))
+        return find_best_frame(read_image(request.source), _driving(request, info))
     return 0
+
+
+def _too_long(request: AnimationRequest, info: MediaInfo) -> AnimaticaError:
+    """The failure of a video longer than ``max_frames``, without the server's paths in it."""
+    limit = request.max_frames or 0
+    about = f" (about {limit / info.fps:.1f} s at its frame rate)" if info.fps else ""
+    return AnimaticaError(
+        f"The driving video has more than {limit:,} frames{about}, more than this animation may use; "
+        "trim the clip and try again."
+    )
 
 
 def animate(
@@ -158,12 +176,29 @@ def animate(
     should_cancel: Callable[[], bool] | None = None,
 ) -> AnimationResult:
     """Run one animation; raises ``AnimaticaError`` (``Cancelled`` when stopped) and leaves no output then."""
+    if request.max_frames is not None and request.max_frames < 1:
+        raise AnimaticaError(f"max_frames must be at least 1, got {request.max_frames}")
+    require_image(probe(Path(request.source)))
+    driving_info = require_video(probe(Path(request.driving)))
+    limit = request.max_frames
+    if limit is not None and driving_info.frame_count_exact and (driving_info.frame_count or 0) > limit:
+        raise _too_long(request, driving_info)  # the container's index says so: refuse before any work
+    try:
+        return _animate(request, driving_info, on_progress, should_cancel)
+    except FrameLimitExceeded as error:  # only raised under request.max_frames
+        raise _too_long(request, driving_info) from error
+
+
+def _animate(
+    request: AnimationRequest,
+    driving_info: MediaInfo,
+    on_progress: Callable[[Progress], None] | None,
+    should_cancel: Callable[[], bool] | None,
+) -> AnimationResult:
     started = time.perf_counter()
     report = on_progress or (lambda p: None)
     cancelled = should_cancel or (lambda: False)
 
-    require_image(probe(Path(request.source)))
-    driving_info = require_video(probe(Path(request.driving)))
     output = request.output
     check_writable(output)
     if request.batch_size < 1:
@@ -216,7 +251,7 @@ def animate(
         if done == 0:
             raise AnimaticaError(f"{Path(request.driving).name} has no frames to animate")
 
-    notes = []
+    notes = list(getattr(state, "face_notes", []))  # which detector found a face the quick scan missed
     missed = getattr(state, "frames_without_face", 0)
     if missed:
         notes.append(f"{missed} driving frames had no face; the last pose was held for them")

@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -45,7 +45,9 @@ class Settings(BaseSettings):
     token_issuer: str = "Animatica"
     # --- service: payments ---
     payment_provider: Literal["auto", "local", "stripe", "none"] = Field(
-        default="auto", description="'auto' uses Stripe when its secret key is set, else 'local'."
+        default="auto",
+        description="'auto' uses Stripe when its secret key is set, else the simulated 'local' provider "
+        "only on a server bound to a loopback address, else none.",
     )
     stripe_secret_key: str = ""
     stripe_publishable_key: str = ""
@@ -92,6 +94,26 @@ class Settings(BaseSettings):
         default=60.0, gt=0, description="A running job silent this long is taken as abandoned."
     )
     job_max_attempts: int = Field(default=2, ge=1)
+    # --- service: job bounds and shutdown ---
+    job_timeout_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        description="Longest a job may animate; 0 derives it from the driving video: 300 s + 2 s per frame.",
+    )
+    job_stall_seconds: float = Field(
+        default=900.0, ge=0, description="A job silent this long (no progress report) is stopped; 0: never."
+    )
+    job_memory_mb: int = Field(
+        default=8192,
+        ge=0,
+        description="Address-space cap of the process that animates a job (none with CUDA); 0: none.",
+    )
+    shutdown_grace_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="On SIGTERM: how long open requests, then a running job, may take to finish; "
+        "a job still running after it goes back to the queue.",
+    )
     input_retention_hours: float = Field(default=24.0, gt=0)
     result_retention_days: float = Field(default=7.0, gt=0)
     # --- distributed mode (Celery); an empty broker_url keeps the in-process runner ---
@@ -120,6 +142,76 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     cors_origins: list[str] = Field(default_factory=list)
     debug: bool = False
+    # --- service: production safety (metrics access, proxy, HSTS) ---
+    metrics_token: str = Field(
+        default="", description="Bearer token /metrics requires; without one /metrics answers 404."
+    )
+    metrics_bind: str = Field(
+        default="", description="host:port of a separate, unauthenticated metrics listener (serve only)."
+    )
+    forwarded_allow_ips: str = Field(
+        default="127.0.0.1",
+        description="Comma-separated proxy addresses whose X-Forwarded-For/-Proto are trusted ('*': any).",
+    )
+    hsts_seconds: int = Field(
+        default=31_536_000, ge=0, description="max-age of Strict-Transport-Security on https; 0: not sent."
+    )
+    # --- service: rate limits and request caps (abuse and overload protection) ---
+    # Rates are "N/period" items joined by ";" (e.g. "30/minute;300/hour"); an empty string: no limit.
+    redis_url: str = Field(
+        default="",
+        description="Redis (redis://…) where app processes share rate-limit counts; unset: the broker's "
+        "when it is Redis, else each process counts on its own.",
+    )
+    rate_limit_login: str = Field(
+        default="30/minute;300/hour", description="Login attempts (API and sign-in page) per client address."
+    )
+    rate_limit_login_account: str = Field(
+        default="10/minute;100/hour", description="Login attempts per username, from any address."
+    )
+    rate_limit_signup: str = Field(default="20/hour;100/day", description="Sign-ups per client address.")
+    rate_limit_refresh: str = Field(
+        default="60/minute;600/hour", description="Token refreshes per client address."
+    )
+    rate_limit_submit: str = Field(
+        default="60/minute;600/hour", description="Animations submitted per client address."
+    )
+    rate_limit_submit_account: str = Field(
+        default="30/minute;300/hour", description="Animations submitted per account."
+    )
+    password_hash_concurrency: int = Field(
+        default=4, ge=1, description="Password hashes computed at once per process (64 MiB each)."
+    )
+    password_hash_queue: int = Field(
+        default=8, ge=0, description="Password checks that may wait for a slot; more get 503 + Retry-After."
+    )
+    sync_requests_per_user: int = Field(
+        default=1, ge=1, description="Requests of one user waiting on /api/v0/animation/video at once."
+    )
+    sync_requests_total: int = Field(
+        default=16, ge=1, description="Requests of all users waiting on /api/v0/animation/video at once."
+    )
+
+    @field_validator(
+        "rate_limit_login",
+        "rate_limit_login_account",
+        "rate_limit_signup",
+        "rate_limit_refresh",
+        "rate_limit_submit",
+        "rate_limit_submit_account",
+    )
+    @classmethod
+    def _check_rate(cls, value: str) -> str:
+        """A typo in a limit must stop the server at start, not silently leave an endpoint open."""
+        from limits import parse_many
+
+        value = value.strip()
+        if value:
+            try:
+                parse_many(value)
+            except ValueError as exc:
+                raise ValueError(f"{value!r} is not a rate such as '30/minute;300/hour'") from exc
+        return value
 
     @model_validator(mode="after")
     def _fill_locations(self) -> "Settings":

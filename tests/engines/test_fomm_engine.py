@@ -14,8 +14,8 @@ def to_uint8_frames(x: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def reference(shared_fomm: Path) -> dict[str, np.ndarray]:
-    with np.load(shared_fomm / "vox256_parity.npz") as data:
+def reference(fomm_reference: Path) -> dict[str, np.ndarray]:
+    with np.load(fomm_reference / "vox256_parity.npz") as data:
         return {key: data[key] for key in data.files}
 
 
@@ -27,9 +27,9 @@ def test_plain_engine_matches_reference_animation(named_checkpoint: Path, refere
     source = to_uint8_frames(reference["inputs/source"])[0]
     driving = to_uint8_frames(reference["inputs/driving"][0].transpose(1, 0, 2, 3))  # (T, H, W, 3)
     state = engine.prepare(source, driving[0])
-    out = engine.animate(state, driving)  # all four frames in one batch
-    assert out.shape == (4, 256, 256, 3) and out.dtype == np.uint8
-    for t in range(4):
+    out = engine.animate(state, driving)  # every frame in one batch
+    assert out.shape == (len(driving), 256, 256, 3) and out.dtype == np.uint8
+    for t in range(len(driving)):
         expected = to_uint8_frames(
             np.clip(reference[f"align_true/t{t}/animation_relative_adapt_prediction"], 0, 1)
         )
@@ -41,10 +41,10 @@ def test_absolute_mode_ignores_initial_frame(named_checkpoint: Path, reference) 
     engine = FommEngine.load(named_checkpoint, precision="fp32", relative=False, optimize=False)
     source = to_uint8_frames(reference["inputs/source"])[0]
     driving = to_uint8_frames(reference["inputs/driving"][0].transpose(1, 0, 2, 3))
-    a = engine.animate(engine.prepare(source, driving[0]), driving[2:3])
-    b = engine.animate(engine.prepare(source, driving[3]), driving[2:3])
+    a = engine.animate(engine.prepare(source, driving[0]), driving[1:2])
+    b = engine.animate(engine.prepare(source, driving[1]), driving[1:2])
     assert np.array_equal(a, b)
-    expected = to_uint8_frames(np.clip(reference["align_true/t2/reconstruction_prediction"], 0, 1))[0]
+    expected = to_uint8_frames(np.clip(reference["align_true/t1/reconstruction_prediction"], 0, 1))[0]
     assert np.abs(a[0].astype(int) - expected.astype(int)).max() <= 1
 
 
@@ -58,7 +58,7 @@ def test_default_fast_path_matches_reference_animation(named_checkpoint: Path, r
     source = to_uint8_frames(reference["inputs/source"])[0]
     driving = to_uint8_frames(reference["inputs/driving"][0].transpose(1, 0, 2, 3))
     out = engine.animate(engine.prepare(source, driving[0]), driving)
-    for t in range(4):
+    for t in range(len(driving)):
         expected = to_uint8_frames(
             np.clip(reference[f"align_true/t{t}/animation_relative_adapt_prediction"], 0, 1)
         )

@@ -1,7 +1,7 @@
 """FOMM configs: the built-in files, YAML loading and validation, and the implied state-dict shapes.
 
 The shape reference is the state dict of the public implementation under vox-256, recorded in
-``../shared/reference/fomm/vox256_state_shapes.json``; matching it key for key is what lets the
+``tests/fomm/reference/vox256_state_shapes.json``; matching it key for key is what lets the
 public checkpoints load into networks built from these configs.
 """
 
@@ -29,7 +29,6 @@ from animatica.fomm.config import (
     match_builtin,
 )
 
-REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "fomm" / "vox256_state_shapes.json"
 NETWORKS = ("kp_detector", "generator", "discriminator")
 BUFFER_SUFFIXES = (
     "running_mean",
@@ -42,8 +41,8 @@ BUFFER_SUFFIXES = (
 
 
 @pytest.fixture(scope="module")
-def reference() -> dict[str, Any]:
-    return json.loads(REFERENCE.read_text())
+def reference(fomm_reference: Path) -> dict[str, Any]:
+    return json.loads((fomm_reference / "vox256_state_shapes.json").read_text())
 
 
 def _network(shapes: dict[str, tuple[int, ...]], network: str) -> dict[str, tuple[int, ...]]:

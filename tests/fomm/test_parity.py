@@ -1,11 +1,13 @@
 """Parity with the reference implementation on the name-derived vox-256 weights.
 
-The reference numbers (``vox256_parity.npz``, variant ``align_true``) were computed by the public
-first-order-model code with every ``grid_sample`` aligned on corners, as the public checkpoints
-were trained. An implementation of the same maths agrees within about 1e-4.
+The reference numbers (``tests/fomm/reference/vox256_parity.npz``, variant ``align_true``) were
+computed by the public first-order-model code with every ``grid_sample`` aligned on corners, as the
+public checkpoints were trained. An implementation of the same maths agrees within about 1e-4.
+Driving frame 0 is the initial frame of relative motion; every driving frame kept is checked.
 """
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -30,8 +32,8 @@ VARIANT = "align_true/"
 
 
 @pytest.fixture(scope="module")
-def reference(shared_fomm: Path) -> dict[str, np.ndarray]:
-    with np.load(shared_fomm / "vox256_parity.npz") as data:
+def reference(fomm_reference: Path) -> dict[str, np.ndarray]:
+    with np.load(fomm_reference / "vox256_parity.npz") as data:
         return {key: data[key] for key in data.files}
 
 
@@ -108,8 +110,22 @@ def test_relative_adapt_scale_animation_matches_reference(networks, reference) -
         )
 
 
-def test_aligned_and_unaligned_references_differ(reference) -> None:
-    """Guards the premise above: the variant chosen matters at the tolerance used."""
-    a = reference[VARIANT + "t1/reconstruction_prediction"]
-    b = reference["align_false/t1/reconstruction_prediction"]
-    assert np.abs(a - b).max() > 10 * TOL
+@torch.inference_mode()
+def test_unaligned_warping_fails_the_parity_tolerance(networks, reference, monkeypatch) -> None:
+    """Guards the premise above: sampling with PyTorch's later default (``align_corners=False``),
+    which the public code computes on a current PyTorch, is far outside the tolerance used."""
+    kp_detector, generator = networks
+    aligned = torch.nn.functional.grid_sample
+    calls = []
+
+    def unaligned(*args: Any, **kwargs: Any) -> torch.Tensor:
+        calls.append(kwargs.get("align_corners"))
+        return aligned(*args, **{**kwargs, "align_corners": False})
+
+    monkeypatch.setattr(torch.nn.functional, "grid_sample", unaligned)
+    source = torch.from_numpy(reference["inputs/source"])
+    driving = torch.from_numpy(reference["inputs/driving"])[:, :, 1]
+    out = generator(source, kp_detector(driving), kp_detector(source))
+    assert calls and all(calls), "the networks sample with align_corners=True"
+    expected = torch.from_numpy(reference[VARIANT + "t1/reconstruction_prediction"])
+    assert float((out["prediction"] - expected).abs().max()) > 10 * TOL

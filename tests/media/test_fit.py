@@ -73,3 +73,16 @@ def test_bad_arguments() -> None:
         fit_frame(np.zeros((4, 4, 3), np.uint8), (2, 2), "zoom")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="positive"):
         fit_frame(np.zeros((4, 4, 3), np.uint8), (0, 2))
+
+
+def test_fit_within_keeps_the_aspect_and_never_enlarges() -> None:
+    from animatica.media.fit import fit_within
+
+    landscape = np.zeros((3000, 4000, 3), np.uint8)
+    assert fit_within(landscape, 1280).shape == (960, 1280, 3)
+    assert fit_within(np.zeros((4000, 3000, 3), np.uint8), 1280).shape == (1280, 960, 3)
+    small = np.zeros((20, 30, 3), np.uint8)
+    assert fit_within(small, 1280) is small
+    assert fit_within(np.zeros((1, 5000, 3), np.uint8), 100).shape == (1, 100, 3)
+    with pytest.raises(ValueError, match="positive"):
+        fit_within(small, 0)

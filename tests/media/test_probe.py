@@ -219,3 +219,53 @@ def test_container_without_any_frames(tmp_path: Path) -> None:
         container.start_encoding()
     with pytest.raises(MediaError, match="no video stream"):
         probe(path)
+
+
+# --- lengths come from the stream, not the header ----------------------------------------------
+
+
+def test_webm_whose_header_understates_its_length_is_refused(tmp_path: Path) -> None:
+    from tests.media.hostile import write_lying_webm
+
+    path = write_lying_webm(tmp_path / "short.webm", seconds=40, declared=5)
+    with pytest.raises(MediaError, match=r"runs past the length its header declares .*40\.\d+ s.*5\.00 s"):
+        probe(path)
+
+
+def test_packets_are_counted_whatever_the_header_says(tmp_path: Path) -> None:
+    from tests.media.hostile import write_live_webm, write_lying_webm
+
+    from animatica.media.probe import count_packets
+
+    lying = count_packets(write_lying_webm(tmp_path / "lying.webm", seconds=40, declared=5))
+    assert lying.frames == 400 and lying.seconds == pytest.approx(40.0, abs=0.15)
+    # A live-recorded WebM declares no length at all; the probe cannot tell, the count can.
+    live = tmp_path / "live.webm"
+    write_live_webm(live, seconds=12)
+    info = probe(live)
+    assert info.duration is None and info.frame_count is None
+    assert count_packets(live).frames == 120
+
+
+def test_honest_files_with_sound_are_not_taken_for_overlong(tmp_path: Path, kit: Kit) -> None:
+    # Sound longer than the video, or starting late, must not look like data past the end.
+    cases = [
+        ("a.mp4", "libx264", "mp4", "aac", 0.0),
+        ("b.mp4", "libx264", "mp4", "aac", 1.5),
+        ("c.mkv", "libx264", "matroska", "aac", 1.0),
+        ("d.webm", "libvpx-vp9", "webm", "libopus", 0.0),
+        ("e.ts", "libx264", "mpegts", "aac", 0.0),
+    ]
+    for name, codec, fmt, audio_codec, delay in cases:
+        rate = 48000 if audio_codec == "libopus" else 44100
+        path = kit.write_video(
+            tmp_path / name,
+            frames=40,
+            codec=codec,
+            container_format=fmt,
+            audio_seconds=3.0,
+            audio_codec=audio_codec,
+            audio_rate=rate,
+            audio_delay=delay,
+        )
+        assert probe(path).duration == pytest.approx(1.6, abs=0.05), name

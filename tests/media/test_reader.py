@@ -228,3 +228,54 @@ def test_png_folder_with_a_bad_later_frame(tmp_path: Path) -> None:
     next(frames)
     with pytest.raises(MediaError, match=r"00001\.png is an HTML page"):
         next(frames)
+
+
+# --- the caller's frame limit, held on the frames decoded --------------------------------------
+
+
+def test_max_frames_stops_decoding_at_the_limit(tmp_path: Path, kit: Kit) -> None:
+    from animatica.media.reader import FrameLimitExceeded
+
+    # WebM declares no frame count, so only decoding can hold the limit.
+    path = kit.write_video(
+        tmp_path / "v.webm", frames=12, rate=10, codec="libvpx-vp9", container_format="webm"
+    )
+    decoded = 0
+    with pytest.raises(FrameLimitExceeded, match="more than 10 frames"):
+        for _ in iter_frames(path, max_frames=10):
+            decoded += 1
+    assert decoded == 10
+    assert len(list(iter_frames(path, max_frames=12))) == 12
+    # The limit counts from the start of the video, also when decoding starts later (a segment).
+    with pytest.raises(FrameLimitExceeded):
+        list(iter_frames(path, start=8, max_frames=10))
+    with pytest.raises(ValueError, match="at least 1"):
+        iter_frames(path, max_frames=0)
+
+
+def test_max_frames_of_a_frame_folder(tmp_path: Path) -> None:
+    from animatica.media.reader import FrameLimitExceeded
+
+    for index in range(5):
+        Image.new("RGB", (8, 6)).save(tmp_path / f"{index:05d}.png")
+    assert len(list(iter_frames(tmp_path, max_frames=5))) == 5
+    with pytest.raises(FrameLimitExceeded, match="more than 4 frames"):
+        next(iter_frames(tmp_path, max_frames=4))  # before the first frame is read
+
+
+def test_decoding_stops_where_frames_outlast_the_header(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.media.hostile import write_lying_webm
+
+    from animatica.media import probe as probe_module
+
+    path = write_lying_webm(tmp_path / "lying.webm", seconds=40, declared=5)
+    # As for a file the probe cannot seek in: its look at the end is skipped, decoding must notice.
+    monkeypatch.setattr(probe_module, "_check_complete", lambda *args: None)
+    assert probe(path).duration == 5.0
+    decoded = 0
+    with pytest.raises(MediaError, match="runs past the length its header declares"):
+        for _ in iter_frames(path):
+            decoded += 1
+    assert decoded <= 60  # 5 s at 10 fps and the tolerance, not the 400 frames the file holds

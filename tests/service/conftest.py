@@ -84,6 +84,7 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
         log_level="WARNING",
         stripe_webhook_secret="whsec_test_secret",
         public_base_url="http://testserver",
+        payment_provider="local",  # an app built without a listen address never falls into it
     )
 
 
@@ -144,6 +145,7 @@ class FakeExecutor:
         self.gate.set()
         self.started = threading.Event()
         self.error: BaseException | None = None
+        self.notes: list[str] = []
 
     def __call__(
         self, execution: Any, on_progress: Callable[[Any], None], should_cancel: Callable[[], bool]
@@ -162,7 +164,7 @@ class FakeExecutor:
         if self.error is not None:
             raise self.error
         write_mp4(execution.output, frames=6)
-        return _Result(6, 8.0)
+        return _Result(6, 8.0, list(self.notes))
 
 
 class _Progress:
@@ -171,8 +173,8 @@ class _Progress:
 
 
 class _Result:
-    def __init__(self, frames: int, fps: float) -> None:
-        self.frames, self.fps = frames, fps
+    def __init__(self, frames: int, fps: float, notes: list[str]) -> None:
+        self.frames, self.fps, self.notes = frames, fps, notes
 
 
 @pytest.fixture

@@ -3,6 +3,8 @@ cancel, errors carried across, and recovery from a child killed mid-job."""
 
 import os
 import signal
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -79,6 +81,11 @@ def test_child_output_matches_the_thread_executor(
     assert stages[0] == "load" and stages[-1] == "done" and "animate" in stages
     assert progress.events[-1].done == in_child.frames
     assert len(executor.pids()) == 1
+    # It ran under the default address-space cap, which therefore leaves room for a real animation.
+    limits = Path(f"/proc/{executor.pids()[0]}/limits").read_text().splitlines()
+    address_space = next(line for line in limits if line.startswith("Max address space"))
+    assert settings.job_memory_mb > 0
+    assert address_space.split()[3] == str(settings.job_memory_mb * 1024 * 1024)
 
 
 def test_the_child_is_reused_between_jobs(
@@ -153,6 +160,56 @@ def test_a_killed_child_fails_its_job_and_the_next_job_gets_a_fresh_one(
     finally:
         run.close()
     assert run.pids() == []
+
+
+def test_a_sigterm_sent_to_every_process_leaves_the_job_to_the_parent(
+    executor: ProcessExecutor, demo: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # systemd stops a service by signalling its whole cgroup: the child must not die of it, or the
+    # job would fail instead of going back to the queue when the parent stops.
+    signalled: list[int] = []
+
+    def sigterm_on_first_report(_progress: Any) -> None:
+        if not signalled:
+            signalled.extend(executor.pids())
+            os.kill(signalled[0], signal.SIGTERM)
+
+    result = executor(_execution(demo, tmp_path / "out.mp4"), sigterm_on_first_report, lambda: False)
+    assert result.frames == len(_frames(tmp_path / "out.mp4"))
+    assert executor.pids() == signalled
+
+
+def test_close_stops_a_child_in_the_middle_of_a_job_and_waits_until_it_is_gone(
+    settings: Settings, demo: tuple[Path, Path], tmp_path: Path
+) -> None:
+    run = ProcessExecutor(settings)
+    frozen: list[int] = []
+    outcome: list[BaseException | None] = []
+
+    def freeze_on_first_report(_progress: Any) -> None:
+        if not frozen:  # a stopped child acts on nothing but SIGKILL
+            frozen.extend(run.pids())
+            os.kill(frozen[0], signal.SIGSTOP)
+
+    def job() -> None:
+        try:
+            run(_execution(demo, tmp_path / "closed.mp4"), freeze_on_first_report, lambda: False)
+            outcome.append(None)
+        except BaseException as error:
+            outcome.append(error)
+
+    worker = threading.Thread(target=job)
+    worker.start()
+    deadline = time.monotonic() + 120
+    while not frozen:
+        assert time.monotonic() < deadline and worker.is_alive(), outcome
+        time.sleep(0.02)
+    run.close()
+    with pytest.raises(ProcessLookupError):
+        os.kill(frozen[0], 0)  # reaped before close() returned
+    worker.join(60)
+    assert len(outcome) == 1 and isinstance(outcome[0], ChildDied)
+    assert run.pids() == [] and not (tmp_path / "closed.mp4").exists()
 
 
 def test_the_service_animates_in_a_child_unless_told_to_use_a_thread(settings: Settings) -> None:

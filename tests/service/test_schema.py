@@ -195,6 +195,6 @@ def test_app_and_workers_starting_together_migrate_once(fresh_url: str) -> None:
         _schema_matches_models(db)
         with db.engine.connect() as connection:
             versions = connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
-        assert versions == ["0002"]
+        assert versions == ["0004"]
     finally:
         db.dispose()

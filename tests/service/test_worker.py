@@ -143,3 +143,16 @@ def test_failures_return_the_credit_and_keep_the_message(
     # Nothing but the inputs stays in storage after failures.
     root = Path(settings.storage_url.removeprefix("file://"))
     assert not [p for p in root.rglob("result.mp4")]
+
+
+def test_what_the_animation_worked_around_is_told_with_the_job(
+    make_client: Any, api: Any, media: dict[str, Path], executor: Any
+) -> None:
+    """Notes of the animation (e.g. which face detector found the face) reach the job's owner."""
+    client = make_client(worker=True)
+    tokens = api.signup_login(client, "alice")
+    executor.notes = ["The face in the source image was found by the CNN face detector."]
+    job_id = api.submit(client, tokens, media["image"], media["video"]).json()["id"]
+    job = api.wait_for(client, tokens, job_id)
+    assert job["status"] == "succeeded"
+    assert job["notes"] == ["The face in the source image was found by the CNN face detector."]

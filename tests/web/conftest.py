@@ -35,6 +35,7 @@ CHROMIUM_ARGS = [
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = Path(os.environ.get("ANIMATICA_SCREENSHOTS", REPO / "artifacts" / "screenshots"))
 UPLOAD_LIMIT = 3 * 1024 * 1024
+WAIT_MS = 60_000
 PASSWORD = "correct horse battery"
 
 
@@ -53,10 +54,12 @@ class LiveServer:
     settings: Settings
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+def _bound_socket() -> socket.socket:
+    """A socket bound to a free port, handed to the server as it is: finding a free port and binding
+    it later would leave a moment in which another process could take it."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    return sock
 
 
 @pytest.fixture(scope="session")
@@ -70,7 +73,8 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     if reason:
         pytest.skip(f"browser tests need Chromium and Playwright: {reason}")
     home = tmp_path_factory.mktemp("web-home")
-    port = _free_port()
+    sock = _bound_socket()
+    port = int(sock.getsockname()[1])
     settings = Settings(
         home=home,
         secret_key="web-test-secret-key-long-enough-for-hs256-signing",
@@ -80,13 +84,13 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         job_poll_seconds=0.1,
         log_level="WARNING",
     )
-    app = create_app(settings)
+    app = create_app(settings, bind_host="127.0.0.1")  # as `make run`: test-mode payments on loopback
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on")
     )
-    thread = threading.Thread(target=server.run, name="live-server", daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="live-server", daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120  # generous: start-up spawns the worker and check processes
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("the live server did not start")
@@ -94,12 +98,16 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     yield LiveServer(f"http://127.0.0.1:{port}", app, settings)
     server.should_exit = True
     thread.join(timeout=60)
+    sock.close()
 
 
 @pytest.fixture(scope="session")
 def browser(live_server: LiveServer) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    # Waits end when their condition holds; the limit only decides how long a real failure takes
+    # to report, so it is generous enough for a busy two-core machine running the worker beside.
+    expect.set_options(timeout=WAIT_MS)
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(
             executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
@@ -120,7 +128,7 @@ def new_page(browser: Any, live_server: LiveServer) -> Iterator[Callable[..., An
             viewport=options.pop("viewport", {"width": 1280, "height": 860}),
             **options,
         )
-        context.set_default_timeout(15_000)
+        context.set_default_timeout(WAIT_MS)
         contexts.append(context)
         page = context.new_page()
         page.on("dialog", lambda dialog: dialog.accept())
@@ -155,6 +163,47 @@ def sign_up(page: Any, username: str, password: str = PASSWORD) -> None:
 
 def credit_count(page: Any) -> int:
     return int(page.locator("#credit-balance").get_attribute("data-credits"))
+
+
+def expect_credits(page: Any, credits: int) -> None:
+    """Wait until the page shows this balance: a change shows once the page that renders it loads."""
+    from playwright.sync_api import expect
+
+    expect(page.locator("#credit-balance")).to_have_attribute("data-credits", str(credits))
+
+
+class WorkerGate:
+    """Keeps the live server's worker from starting queued jobs while held, so that a test can look
+    at a job in the queue, or cancel it there, without racing the worker."""
+
+    def __init__(self) -> None:
+        self._open = threading.Event()
+        self._open.set()
+
+    def hold(self) -> None:
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
+
+    def allows(self) -> bool:
+        return self._open.is_set()
+
+
+@pytest.fixture
+def worker_gate(live_server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[WorkerGate]:
+    """The worker claims jobs through the real store, only not while the gate is held."""
+    from animatica.jobs import runner
+
+    gate = WorkerGate()
+    claim = runner.store.claim_next
+
+    def gated_claim(*args: Any, **kwargs: Any) -> Any:
+        return claim(*args, **kwargs) if gate.allows() else None
+
+    monkeypatch.setattr(runner.store, "claim_next", gated_claim)
+    yield gate
+    gate.release()
 
 
 @dataclass(frozen=True)
@@ -192,5 +241,9 @@ def web() -> Any:
     from types import SimpleNamespace
 
     return SimpleNamespace(
-        screenshot=screenshot, sign_up=sign_up, credit_count=credit_count, password=PASSWORD
+        screenshot=screenshot,
+        sign_up=sign_up,
+        credit_count=credit_count,
+        expect_credits=expect_credits,
+        password=PASSWORD,
     )

@@ -14,6 +14,21 @@ expect = pytest.importorskip(
 ).expect
 
 pytestmark = pytest.mark.slow
+JOB_MS = 180_000  # how long the real pipeline may take on a busy machine before the test gives up
+# Reports the job page's stage label on load and at every change, to a function the test exposes.
+STAGE_REPORTER = """
+addEventListener("DOMContentLoaded", () => {
+  const stage = document.getElementById("job-stage");
+  if (!stage) return;
+  const report = () => window.reportStage(stage.textContent);
+  report();
+  new MutationObserver(report).observe(stage, { childList: true, characterData: true, subtree: true });
+});
+"""
+ANIMATING_OR_DONE = """() => {
+  const stage = document.getElementById("job-stage");
+  return !stage ? document.readyState === "complete" : stage.textContent === "Animating frames";
+}"""
 
 
 def _drop_file(page: Any, selector: str, path: Path, mime: str) -> None:
@@ -32,11 +47,14 @@ def _drop_file(page: Any, selector: str, path: Path, mime: str) -> None:
     )
 
 
-def test_sign_up_buy_animate_play_download_history(page: Any, media: Any, web: Any, tmp_path: Path) -> None:
+def test_sign_up_buy_animate_play_download_history(
+    page: Any, media: Any, web: Any, worker_gate: Any, tmp_path: Path
+) -> None:
     page.goto("/")
     expect(page).to_have_url(re.compile(r"/signin$"))
     web.screenshot(page, "01-sign-in")
     page.get_by_role("link", name="Sign up", exact=True).first.click()
+    expect(page.get_by_role("button", name="Create account")).to_be_visible()
     web.screenshot(page, "02-sign-up")
     web.sign_up(page, "ada")
     expect(page.locator("#flash")).to_contain_text("Welcome")
@@ -59,56 +77,59 @@ def test_sign_up_buy_animate_play_download_history(page: Any, media: Any, web: A
     page.get_by_role("link", name="Back to Animatica").click()
     expect(page).to_have_url(re.compile(r"/pricing\?success=true&session_id=cs_local_"))
     expect(page.locator("#payment-notice")).to_contain_text("Payment was successful! 50 credits were added")
-    assert web.credit_count(page) == free + 50
+    web.expect_credits(page, free + 50)
     web.screenshot(page, "06-pricing-paid")
     page.goto("/pricing")  # said once, then forgotten
     expect(page.locator("#payment-notice")).to_have_count(0)
 
     # Create: Generate waits for both files; the picture is chosen, the video dropped.
     page.get_by_role("link", name="Create").first.click()
+    page.wait_for_url(re.compile(r"/create$"))  # and its load: the page's script listens from then on
     generate = page.get_by_role("button", name="Generate")
     expect(generate).to_be_disabled()
     page.set_input_files("#source_image", str(media.face))
     expect(page.locator("#source-preview")).to_be_visible()
-    assert page.eval_on_selector("#source-preview", "img => img.naturalWidth") == 256
+    expect(page.locator("#source-preview")).to_have_js_property("naturalWidth", 256)
     expect(generate).to_be_disabled()
     _drop_file(page, "#driving-drop", media.driving, "video/mp4")
     expect(page.locator("#driving-meta")).to_contain_text("talking.mp4")
     expect(page.locator("#driving-meta")).to_contain_text("1.0 s")
-    page.wait_for_function("() => document.getElementById('driving-preview').readyState >= 1")
+    page.wait_for_function("() => document.getElementById('driving-preview')?.readyState >= 1")
     page.get_by_label("Adapt scale").check()
     expect(generate).to_be_enabled()
     web.screenshot(page, "07-create-ready")
-    generate.click()
 
-    # The live job view: progress with its stage, then the player.
+    # The live job view: first held in the queue, so that its first state is certain; then the page
+    # follows the job's stages and reloads into the player when the job is done. Every stage the
+    # page shows is reported to the test as it changes, so no reading can meet a reload.
+    stages: set[str] = set()
+
+    def report_stage(label: str) -> None:
+        stages.add(label)
+
+    page.expose_function("reportStage", report_stage)
+    page.add_init_script(STAGE_REPORTER)
+    worker_gate.hold()
+    generate.click()
     page.wait_for_url(re.compile(r"/jobs/[0-9a-f]{32}$"))
     job_id = page.url.rsplit("/", 1)[1]
+    expect(page.locator("#job-status")).to_have_text("Queued")
     expect(page.locator("#job-progress")).to_be_visible()
-    expect(page.locator("#job-stage")).not_to_be_empty()
+    expect(page.locator("#job-stage")).to_have_text("Waiting in the queue")
     web.screenshot(page, "08-job-progress")
-    seen_stages = set()
+    worker_gate.release()
+    # Ends on the animating stage, or on the finished page if the page never showed that stage.
+    page.wait_for_function(ANIMATING_OR_DONE, timeout=JOB_MS)
+    web.screenshot(page, "08b-job-animating")
     video = page.locator("#result-video")
-    for _ in range(600):
-        if video.count():
-            break
-        # Read in one step: the stage element is replaced by the player when the job finishes.
-        label = page.evaluate("() => document.getElementById('job-stage')?.textContent ?? null")
-        if label is not None:
-            if label == "Animating frames" and label not in seen_stages:
-                web.screenshot(page, "08b-job-animating")
-            seen_stages.add(label)
-        page.wait_for_timeout(250)
-    expect(video).to_be_visible(timeout=120_000)
-    assert seen_stages - {"Starting", "Waiting in the queue"}, f"no live progress seen: {seen_stages}"
+    expect(video).to_be_visible(timeout=JOB_MS)
     expect(page.locator("#job-status")).to_have_text("Ready")
-    assert web.credit_count(page) == free + 50 - 1
+    assert stages - {"Starting", "Waiting in the queue"}, f"no live progress seen: {stages}"
+    web.expect_credits(page, free + 50 - 1)
 
     # Play: the browser decodes the H.264 result and time advances.
-    page.evaluate(
-        "() => { const v = document.getElementById('result-video'); v.muted = true; return v.play(); }"
-    )
-    page.wait_for_function("() => document.getElementById('result-video').currentTime > 0.1")
+    video.evaluate("v => { v.muted = true; return v.play(); }")
+    page.wait_for_function("() => document.getElementById('result-video')?.currentTime > 0.1")
     size = page.eval_on_selector("#result-video", "v => [v.videoWidth, v.videoHeight]")
     assert min(size) > 0
     web.screenshot(page, "09-job-result")
@@ -130,17 +151,21 @@ def test_sign_up_buy_animate_play_download_history(page: Any, media: Any, web: A
     expect(item).to_be_visible()
     expect(item.locator(".badge")).to_have_text("Ready")
     page.wait_for_function(
-        f"() => document.querySelector(\"li[data-job-id='{job_id}'] img\").naturalWidth > 0"
+        f"() => document.querySelector(\"li[data-job-id='{job_id}'] img\")?.naturalWidth > 0"
     )
     web.screenshot(page, "10-history")
+    worker_gate.hold()  # the re-run stays queued until it is canceled: no race with its finishing
     item.get_by_role("button", name=re.compile("Re-run")).click()
     page.wait_for_url(re.compile(r"/jobs/[0-9a-f]{32}$"))
     rerun_id = page.url.rsplit("/", 1)[1]
     assert rerun_id != job_id
+    expect(page.locator("#job-status")).to_have_text("Queued")
+    web.expect_credits(page, free + 50 - 2)
     page.get_by_role("button", name="Cancel").click()
-    expect(page.locator("#job-status")).to_have_text("Canceled", timeout=60_000)
+    expect(page.locator("#job-status")).to_have_text("Canceled")
     expect(page.locator("#job-error")).to_contain_text("Canceled")
-    assert web.credit_count(page) == free + 50 - 1
+    web.expect_credits(page, free + 50 - 1)
+    worker_gate.release()
 
     # Pagination, one per page: newest first.
     page.goto("/history?per=1")

@@ -2,6 +2,7 @@
 followed until it is canceled, another user's job refused, a finished job sent once."""
 
 import json
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,9 +16,33 @@ from tests.web.test_pages_http import _settings, csrf, sign_up, upload
 from animatica.service.pages import events
 
 
+class _SteppedClock:
+    """The stream's anyio, for the thread that runs it: ``sleep`` moves a clock of its own on by
+    exactly the time asked, so what the stream sends follows from its arguments and not from how
+    busy the machine is. Other threads (a live server) get the real anyio; so does every other name."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.thread: int | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(anyio, name)
+
+    def current_time(self) -> float:
+        return self.now if threading.get_ident() == self.thread else anyio.current_time()
+
+    async def sleep(self, seconds: float) -> None:
+        if threading.get_ident() != self.thread:
+            await anyio.sleep(seconds)
+            return
+        self.now += seconds
+        await anyio.sleep(0)
+
+
 def _collect(statuses: list[dict[str, Any]], **options: float) -> list[str]:
     """Run the stream over a scripted sequence of statuses (the last one repeats)."""
     calls = {"n": 0}
+    clock = _SteppedClock()
 
     async def fetch() -> dict[str, Any]:
         calls["n"] += 1
@@ -27,11 +52,13 @@ def _collect(statuses: list[dict[str, Any]], **options: float) -> list[str]:
         return False
 
     async def run() -> list[str]:
+        clock.thread = threading.get_ident()
         return [message async for message in events.status_events(fetch, connected, **options)]
 
     # In a thread of its own: the browser tests keep an event loop running in this one.
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(anyio.run, run).result(30)
+    with pytest.MonkeyPatch.context() as patch, ThreadPoolExecutor(1) as pool:
+        patch.setattr(events, "anyio", clock)
+        return pool.submit(anyio.run, run).result(60)
 
 
 def _data(messages: list[str]) -> list[dict[str, Any]]:
@@ -47,9 +74,10 @@ def test_stream_sends_changes_only_and_ends_when_final() -> None:
 
 
 def test_stream_keeps_alive_and_stops_at_its_lifetime() -> None:
-    messages = _collect([{"status": "queued"}], check_seconds=0.01, keepalive=0.03, lifetime=0.2)
+    # Five quiet seconds on the stepped clock: a keep-alive each second, then the end at the lifetime.
+    messages = _collect([{"status": "queued"}], check_seconds=0.25, keepalive=1, lifetime=5)
     assert _data(messages) == [{"status": "queued"}]
-    assert messages.count(": still here\n\n") >= 2
+    assert messages.count(": still here\n\n") == 5
 
 
 @pytest.fixture

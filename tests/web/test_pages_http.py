@@ -27,6 +27,7 @@ def _settings(tmp_path: Path, **overrides: Any) -> Settings:
         "worker_enabled": False,
         "log_level": "WARNING",
         "public_base_url": "http://testserver",
+        "payment_provider": "local",
     }
     values.update(overrides)
     return Settings(**values)

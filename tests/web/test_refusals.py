@@ -42,8 +42,10 @@ def test_sign_up_and_sign_in_errors(page: Any, web: Any) -> None:
     page.get_by_label("Confirm password").fill("other-password")
     page.get_by_label("Confirm password").blur()
     expect(page.locator("#confirm-error")).to_have_text("Passwords don't match")
-    # Past the script the server says the same, and keeps the typed username.
-    page.evaluate("() => document.getElementById('auth-form').submit()")
+    # Past the script the server says the same, and keeps the typed username. The checks below
+    # would also hold on the page before the post, so they wait for the server's page to load.
+    with page.expect_event("load"):
+        page.locator("#auth-form").evaluate("form => form.submit()")
     expect(page.locator("#confirm-error")).to_have_text("Passwords don't match")
     expect(page.get_by_label("Username")).to_have_value("grace")
     expect(page.locator("#terms-error")).to_contain_text("Accept the Terms of Service")
@@ -51,6 +53,7 @@ def test_sign_up_and_sign_in_errors(page: Any, web: Any) -> None:
 
     web.sign_up(page, "grace")
     page.get_by_role("button", name="Sign out").click()
+    expect(page.locator("#flash")).to_contain_text("signed out")  # before leaving: the post must land
     page.goto("/signup")
     page.get_by_label("Username").fill("grace")
     page.get_by_label("Password", exact=True).fill(web.password)
@@ -141,3 +144,61 @@ def test_no_credits_blocks_generate_and_points_to_pricing(
     page.locator("#no-credits").get_by_role("link", name=re.compile("Pricing")).click()
     expect(page).to_have_url(re.compile(r"/pricing$"))
     expect(page.locator("#pricing-balance")).to_have_text("0")
+
+
+def test_phone_photos_and_gif_clips_are_taken_not_refused(
+    page: Any, media: Any, web: Any, live_server: Any, worker_gate: Any, tmp_path: Any
+) -> None:
+    """A photo larger than the plan's side is scaled down (the page and the job say so), a GIF is a
+    driving clip, and a picture with more pixels than the plan decodes is still refused early."""
+    import av
+    import numpy as np
+    from PIL import Image
+
+    photo = tmp_path / "IMG_2041.jpg"
+    Image.open(media.face).convert("RGB").resize((2000, 1500)).save(photo, quality=85)
+    gif = tmp_path / "wave.gif"
+    with av.open(str(gif), "w", format="gif") as container:
+        stream = container.add_stream("gif", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 128, 128, "rgb8"
+        face = np.asarray(Image.open(media.face).convert("RGB").resize((160, 160)))
+        for shift in range(10):
+            frame = av.VideoFrame.from_ndarray(
+                np.ascontiguousarray(face[shift : shift + 128, 16:144]), "rgb24"
+            )
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    poster = tmp_path / "poster.png"
+    Image.new("RGB", (6000, 5000), "white").save(poster)  # 30 megapixels: over the free plan's 25
+
+    web.sign_up(page, "hedy")
+    before = web.credit_count(page)
+    page.set_input_files("#source_image", str(poster))
+    expect(page.locator("#source-error")).to_contain_text("your plan accepts pictures of up to 25 megapixels")
+    page.set_input_files("#source_image", str(photo))
+    expect(page.locator("#source-meta")).to_contain_text("2000×1500, will be scaled down to 1280×960")
+    page.set_input_files("#driving_video", str(gif))
+    expect(page.locator("#driving-meta")).to_contain_text(re.compile(r"wave\.gif · .* · GIF$"))
+    expect(page.locator("#driving-preview")).to_have_attribute("poster", re.compile("^blob:"))
+    expect(page.locator("#driving-error")).to_be_hidden()
+    web.screenshot(page, "16-create-phone-photo-and-gif")
+
+    worker_gate.hold()  # the job's page is what matters here, not its animation
+    page.get_by_role("button", name="Generate").click()
+    page.wait_for_url(re.compile(r"/jobs/[0-9a-f]{32}$"))
+    expect(page.locator(".job-note")).to_have_text(
+        "The source picture was 2000x1500; it was scaled down to 1280x960, the largest your plan "
+        "animates (1280 px per side)."
+    )
+    web.expect_credits(page, before - 1)
+    web.screenshot(page, "17-job-with-scaled-picture")
+    page.get_by_role("button", name="Cancel").click()  # leave no job behind for the shared worker
+    expect(page.locator("#job-status")).to_have_attribute("data-status", "canceled")
+    web.expect_credits(page, before)
+    # Past the page's script the server refuses the oversized picture too, before decoding it.
+    page.goto("/create")
+    response = _bypass_page(page, poster, media.driving)
+    assert response.status == 422
+    assert "30.0 megapixels" in response.json()["detail"]

@@ -7,6 +7,10 @@ transaction, so two submissions for the last credit cannot both see it.
 
 A row's (kind, ref) pair is unique, so a job is debited, consumed and refunded at most once and
 a checkout is credited at most once, whatever retries or replays happen.
+
+Money given back to a buyer (a refund, a dispute) is taken back as ``chargeback`` rows. Those
+can leave a balance below zero when the credits were already spent; such a balance blocks new
+jobs, with its own message, until credits are bought again.
 """
 
 from sqlalchemy import func, select
@@ -19,6 +23,10 @@ from animatica.errors import AnimaticaError
 
 class InsufficientCredits(AnimaticaError):
     """The user has no credit left for another animation."""
+
+
+NO_CREDITS = "You have no credits left; buy more on the pricing page to animate again."
+CHARGEBACK = "chargeback"
 
 
 def balance(session: Session, user_id: int) -> int:
@@ -51,11 +59,25 @@ def record(
     return True
 
 
+def require_credit(session: Session, user_id: int, cost: int = 1) -> None:
+    """Raise InsufficientCredits unless `cost` credits can be spent, saying why not.
+
+    A negative balance gets its own message: "no credits left" would not explain why buying
+    one pack may still not be enough.
+    """
+    have = balance(session, user_id)
+    if have < 0:
+        raise InsufficientCredits(
+            f"Your balance is negative ({have} credits) after a refund or dispute; buy credits to continue."
+        )
+    if have < cost:
+        raise InsufficientCredits(NO_CREDITS)
+
+
 def reserve(session: Session, user_id: int, ref: str, cost: int = 1) -> None:
     """Debit `cost` credits for `ref` or raise InsufficientCredits; never goes below zero."""
     lock_user(session, user_id)
-    if balance(session, user_id) < cost:
-        raise InsufficientCredits("You have no credits left; buy more on the pricing page to animate again.")
+    require_credit(session, user_id, cost)
     if not record(session, user_id, -cost, "reserve", ref):
         raise RuntimeError(f"credit for {ref} was already reserved")
 
@@ -80,3 +102,27 @@ def grant(
 ) -> bool:
     """Credit (or, with a negative amount, debit) outside the job cycle: signup, purchase, admin."""
     return record(session, user_id, amount, kind, ref, note)
+
+
+def take_back(session: Session, user_id: int, total: int, ref: str) -> int:
+    """Debit credits for `ref` until `total` have been taken back in all; returns those debited now.
+
+    Each debit's ref carries the running total it brings `ref` to, so two takers that saw the
+    same earlier debits write the same (kind, ref) pair and only one of them lands. The caller
+    holds a lock on what `ref` names, so takers never interleave otherwise.
+    """
+    prefix = f"{ref}#"
+    taken = -int(
+        session.scalar(
+            select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(
+                LedgerEntry.kind == CHARGEBACK, LedgerEntry.ref.startswith(prefix, autoescape=True)
+            )
+        )
+        or 0
+    )
+    due = total - taken
+    if due <= 0:
+        return 0
+    if not record(session, user_id, -due, CHARGEBACK, f"{prefix}{total}"):
+        return 0
+    return due

@@ -113,6 +113,9 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # What the service changed on its own and the owner should know (a picture scaled down); NULL
+    # when there is nothing to say, so that rows written without the column stay valid.
+    notes: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
 
 
 class Payment(Base):
@@ -134,6 +137,11 @@ class Payment(Base):
     url: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Refunds and disputes name the charge's payment intent, not the checkout session.
+    payment_intent: Mapped[str | None] = mapped_column(String(255), nullable=True, unique=True, index=True)
+    # The most money reported refunded / disputed so far; credits are taken back from these.
+    refunded_cents: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
+    disputed_cents: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
 
 
 class WebhookEvent(Base):

@@ -27,7 +27,14 @@ import torch
 
 from animatica.errors import AnimaticaError
 from animatica.face import geometry as g
-from animatica.face.analyzer import DetectorName, NoFaceError, as_rgb, get_analyzer, select_face
+from animatica.face.analyzer import (
+    DetectorName,
+    NoFaceError,
+    as_rgb,
+    describe_scan,
+    get_analyzer,
+    select_face,
+)
 from animatica.face.blend import feather_mask
 from animatica.face.filters import OneEuroFilter
 from animatica.face.motion import Retargeter
@@ -63,6 +70,19 @@ class LandmarksState:
     paint_mouth: bool = True
     frames_without_face: int = 0
     frames: int = 0
+    # Which scan found the face in the source and in the initial driving frame (``analyzer.SCANS``).
+    source_found_by: str = "hog"
+    driving_found_by: str = "hog"
+
+    @property
+    def face_notes(self) -> list[str]:
+        """What a user should hear about how the faces were found: only when the quick HOG scan
+        missed one, since a fallback is slower and says something about the input."""
+        notes = []
+        for what, scan in (("source image", self.source_found_by), ("driving video", self.driving_found_by)):
+            if scan != "hog":
+                notes.append(f"The face in the {what} was found by {describe_scan(scan)}.")
+        return notes
 
 
 class LandmarksEngine:
@@ -111,7 +131,7 @@ class LandmarksEngine:
     def prepare(self, source: np.ndarray, initial_driving: np.ndarray) -> LandmarksState:
         source = as_rgb(source)
         what = f"the source image {self.source_name}" if self.source_name else "the source image"
-        box = select_face(self.analyzer.detect(source), self.face_index, what)
+        box = select_face(self.analyzer.detect(source, thorough=True), self.face_index, what)
         src = _separate_lips(self.analyzer.landmarks(source, box))
         size = g.face_size(src)
 
@@ -159,6 +179,8 @@ class LandmarksEngine:
             driving_size=g.face_size(initial),
             last_pose=initial,
             paint_mouth=self.mouth,
+            source_found_by=box.detector,
+            driving_found_by=tracker.found.detector if tracker.found is not None else "hog",
         )
 
     def animate(self, state: LandmarksState, driving: np.ndarray) -> np.ndarray:

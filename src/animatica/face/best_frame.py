@@ -29,7 +29,7 @@ def find_best_frame(
     beginning, as it would without the search).
     """
     analyzer = analyzer or get_analyzer()
-    box = select_face(analyzer.detect(source), face_index, "the source image")
+    box = select_face(analyzer.detect(source, thorough=True), face_index, "the source image")
     target = g.normalise(analyzer.landmarks(source, box))
     tracker = FaceTracker(analyzer)
     best, best_distance = 0, np.inf

@@ -18,6 +18,7 @@ from scipy.ndimage import gaussian_filter1d
 
 from animatica.errors import AnimaticaError, MediaError
 from animatica.face.analyzer import FaceAnalyzer, FaceBox, NoFaceError, get_analyzer, select_face
+from animatica.face.tracker import search_near
 from animatica.media.probe import probe
 from animatica.media.reader import iter_frames, read_image
 from animatica.media.writer import open_writer
@@ -67,7 +68,14 @@ def track_boxes(
         count, shape = i + 1, frame.shape[:2]
         if i % every:
             continue
-        faces = analyzer.detect(frame)
+        if previous is not None and previous.detector != "hog":
+            # Found by a fallback scan (small, squashed, or seen only by the CNN): look again that
+            # way, around where it was, which costs about what a quick scan of the whole frame does.
+            near = search_near(analyzer, frame, previous, margin=0.5, min_score=-0.2)
+            faces = [near] if near is not None else analyzer.detect(frame)
+        else:
+            # The first frame looked at is where the face must be found: all scans, if need be.
+            faces = analyzer.detect(frame, thorough=i == 0)
         if not faces:
             continue
         if previous is None:
@@ -166,7 +174,7 @@ def crop_image(
 ) -> np.ndarray:
     """A photo framed the way ``crop_video`` frames a video."""
     analyzer = analyzer or get_analyzer()
-    box = select_face(analyzer.detect(image), face_index, what)
+    box = select_face(analyzer.detect(image, thorough=True), face_index, what)
     square = fit_inside(crop_box(analyzer.landmarks(image, box), scale, offset), *image.shape[:2])
     return cut(image, square, size)
 

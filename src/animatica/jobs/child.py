@@ -1,12 +1,17 @@
 """Animation in long-lived child processes, so the web server never waits on it.
 
 Animating holds the GIL and the CPU for minutes; run in a thread of the web process it made status
-polls take seconds (issue 5). Here every job that runs at the same time has its own child process,
-spawned on first use and kept, so the engine's model cache stays warm between jobs. A child that
-dies fails only its own job; the next job gets a fresh child.
+polls take seconds. Here every job that runs at the same time has its own child process, spawned
+on first use and kept, so the engine's model cache stays warm between jobs. A child that dies, is
+stopped for a limit or runs out of memory fails only its own job; the next job gets a fresh child.
+
+Each child runs under an address-space cap (``job_memory_mb``; not on CUDA machines, where the
+driver maps far more than it uses), so an animation that outgrows it fails with a MemoryError in the
+child rather than exhausting the machine; the next job gets a fresh child.
 
 The wire protocol is one request (plain data) down the pipe, then progress messages and exactly one
-final message back. Cancellation goes through a shared event that the pipeline polls.
+final message back. Cancellation goes through a shared event that the pipeline polls; a child that
+does not answer it within ``cancel_grace`` seconds is killed.
 """
 
 import contextlib
@@ -25,7 +30,9 @@ from multiprocessing.synchronize import Event
 from typing import Any
 
 from animatica.errors import AnimaticaError
+from animatica.jobs.bounds import cap_memory
 from animatica.jobs.execute import Execution, request_fields, torch_threads
+from animatica.jobs.messages import is_out_of_memory, memory_message
 from animatica.settings import Settings
 
 log = logging.getLogger("animatica.jobs")
@@ -36,26 +43,48 @@ NICENESS = 19  # below the web server, so requests stay fast while a job animate
 PARENT_CHECK_SECONDS = 1.0
 STOP_SECONDS = 5.0
 
-PROGRESS, DONE, FAILED, CRASHED = "progress", "done", "failed", "crashed"
+PROGRESS, DONE, FAILED, CRASHED, NO_MEMORY = "progress", "done", "failed", "crashed", "no-memory"
+
+# What a child does with one request: (request fields, on_progress, should_cancel) -> result.
+Work = Callable[[dict[str, Any], Callable[[Any], None], Callable[[], bool]], Any]
 
 
 class ChildDied(RuntimeError):
     """The child ended in the middle of a job (killed, out of memory, a crash in native code)."""
 
 
+class JobOutOfMemory(AnimaticaError):
+    """The job needed more memory than its process may have; the message is meant for the user."""
+
+
+def animate_fields(
+    fields: dict[str, Any], on_progress: Callable[[Any], None], should_cancel: Callable[[], bool]
+) -> Any:
+    """The work of a service child: one pipeline run."""
+    from animatica.pipeline import AnimationRequest, animate
+
+    return animate(AnimationRequest(**fields), on_progress=on_progress, should_cancel=should_cancel)
+
+
 # --- the child side -------------------------------------------------------------------------
 
 
-def _child_main(conn: Connection, cancel: Event, threads: int) -> None:
-    """Serve animation requests until the pipe closes or the parent is gone."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent decides
+def _child_main(conn: Connection, cancel: Event, threads: int, memory_mb: int, work: Work) -> None:
+    """Serve animation requests until the pipe closes or the parent is gone.
+
+    Ctrl-C reaches the whole process group and systemd's stop the whole cgroup: the parent decides
+    what becomes of the job (back to the queue, usually), so the child ignores both signals and is
+    only ever stopped by its parent, with SIGKILL.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     os.nice(NICENESS)
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
 
     import torch
 
-    from animatica.pipeline import AnimationRequest, animate
-
+    if not torch.cuda.is_available():  # CUDA maps far more address space than it uses: no cap there
+        cap_memory(memory_mb)
     torch.set_num_threads(threads)
     while True:
         try:
@@ -65,15 +94,14 @@ def _child_main(conn: Connection, cancel: Event, threads: int) -> None:
         if fields is None:
             return
         try:
-            result = animate(
-                AnimationRequest(**fields),
-                on_progress=lambda progress: conn.send((PROGRESS, progress)),
-                should_cancel=cancel.is_set,
-            )
+            result = work(fields, lambda progress: conn.send((PROGRESS, progress)), cancel.is_set)
         except AnimaticaError as error:
             conn.send((FAILED, (type(error).__module__, type(error).__qualname__, str(error))))
         except Exception as error:
-            conn.send((CRASHED, "".join(traceback.format_exception(error))))
+            if is_out_of_memory(error):
+                conn.send((NO_MEMORY, None))
+            else:
+                conn.send((CRASHED, "".join(traceback.format_exception(error))))
         else:
             conn.send((DONE, result))
 
@@ -100,30 +128,40 @@ def _rebuild(module: str, name: str, message: str) -> AnimaticaError:
 
 
 class _Child:
-    """One child process and its pipe; `in_sync` is False while a reply may still be unread."""
+    """One child process and its pipe; `reusable` is False once its state is in doubt.
 
-    def __init__(self, context: SpawnContext, threads: int) -> None:
+    Only the thread that runs a job waits on the child's process, so a process is never reaped
+    twice (a second waiter could then signal a recycled pid).
+    """
+
+    def __init__(self, context: SpawnContext, threads: int, memory_mb: int, work: Work) -> None:
         self.conn, child_end = context.Pipe()
         self.cancel = context.Event()
+        self.memory_mb = memory_mb
         self.process = context.Process(
             target=_child_main,
-            args=(child_end, self.cancel, threads),
+            args=(child_end, self.cancel, threads, memory_mb, work),
             name="animatica-animator",
             daemon=True,
         )
         self.process.start()
         child_end.close()
-        self.in_sync = True
+        self.reusable = True
 
     @property
     def alive(self) -> bool:
         return self.process.is_alive()
 
     def run(
-        self, fields: dict[str, Any], on_progress: Callable[[Any], None], should_cancel: Callable[[], bool]
+        self,
+        fields: dict[str, Any],
+        on_progress: Callable[[Any], None],
+        should_cancel: Callable[[], bool],
+        cancel_grace: float,
+        closing: threading.Event,
     ) -> Any:
         self.cancel.clear()
-        self.in_sync = False
+        self.reusable = False  # until the final reply is read: a reply may still be in the pipe
         try:
             self.conn.send(fields)
         except OSError as error:
@@ -137,26 +175,35 @@ class _Child:
                     kind, payload = self.conn.recv()
                 except (EOFError, OSError):
                     raise self._died() from None
-                if kind == PROGRESS:
-                    on_progress(payload)
-                else:
-                    self.in_sync = True
-                    if kind == DONE:
-                        return payload
-                    if kind == FAILED:
-                        raise _rebuild(*payload)
-                    raise RuntimeError(f"The animation process failed:\n{payload}")
+                if kind != PROGRESS:
+                    return self._answer(kind, payload)
+                on_progress(payload)
             elif ready:
                 raise self._died()
+            if closing.is_set():
+                self.stop_now()
+                raise ChildDied("The animation process was stopped because the server is stopping.")
             now = time.monotonic()
             if cancelled_at is None and now >= next_check:
                 next_check = now + POLL_SECONDS
                 if should_cancel():
                     self.cancel.set()
                     cancelled_at = now
-            elif cancelled_at is not None and now - cancelled_at > CANCEL_GRACE_SECONDS:
-                self.kill()
+            elif cancelled_at is not None and now - cancelled_at > cancel_grace:
+                self.stop_now()
                 raise AnimaticaError("The animation was canceled.")
+
+    def _answer(self, kind: str, payload: Any) -> Any:
+        if kind == DONE:
+            self.reusable = True
+            return payload
+        if kind == FAILED:
+            self.reusable = True
+            raise _rebuild(*payload)
+        if kind == NO_MEMORY:
+            # Left to the allocator's mercy after a failed allocation: a fresh child takes the next job.
+            raise JobOutOfMemory(memory_message(self.memory_mb or None))
+        raise RuntimeError(f"The animation process failed:\n{payload}")
 
     def _died(self) -> ChildDied:
         self.process.join(STOP_SECONDS)
@@ -165,13 +212,15 @@ class _Child:
         )
 
     def stop(self) -> None:
-        """Ask an idle child to leave; kill it if it does not."""
+        """Ask an idle child to leave; stop it if it does not."""
         with contextlib.suppress(OSError):
             self.conn.send(None)
         self.process.join(STOP_SECONDS)
-        self.kill()
+        self.stop_now()
 
-    def kill(self) -> None:
+    def stop_now(self) -> None:
+        """Kill the child and wait until it is gone. It keeps nothing worth a gentler end: its output
+        goes to the job's folder, which the runner removes."""
         if self.process.is_alive():
             self.process.kill()
             self.process.join(STOP_SECONDS)
@@ -179,15 +228,23 @@ class _Child:
 
 
 class ProcessExecutor:
-    """The service's executor: same call shape as `PipelineExecutor`, pipeline in child processes."""
+    """The service's executor: same call shape as `PipelineExecutor`, pipeline in child processes.
 
-    def __init__(self, settings: Settings) -> None:
+    ``work`` is what a child does with a request (the pipeline; tests give a function of their own,
+    which must be importable by name in a fresh interpreter).
+    """
+
+    def __init__(
+        self, settings: Settings, *, work: Work = animate_fields, cancel_grace: float = CANCEL_GRACE_SECONDS
+    ) -> None:
         self._settings = settings
+        self._work = work
+        self._cancel_grace = cancel_grace
         self._context = multiprocessing.get_context("spawn")
         self._idle: list[_Child] = []
         self._busy: set[_Child] = set()
         self._lock = threading.Lock()
-        self._closed = False
+        self._closing = threading.Event()
 
     def __call__(
         self, execution: Execution, on_progress: Callable[[Any], None], should_cancel: Callable[[], bool]
@@ -195,7 +252,7 @@ class ProcessExecutor:
         fields = request_fields(self._settings, execution)  # a bad engine fails before any child starts
         child = self._checkout()
         try:
-            return child.run(fields, on_progress, should_cancel)
+            return child.run(fields, on_progress, should_cancel, self._cancel_grace, self._closing)
         finally:
             self._checkin(child)
 
@@ -205,37 +262,61 @@ class ProcessExecutor:
             children = [*self._idle, *self._busy]
         return [child.process.pid for child in children if child.process.pid and child.alive]
 
-    def close(self) -> None:
-        """Stop every child; a job still running in one fails as if its child had died."""
+    def close(self, timeout: float = 2 * STOP_SECONDS) -> None:
+        """Stop every child and wait until they are gone; a job still running fails as if its child had
+        died (the runner, when it is stopping, hands such a job back to the queue)."""
+        self._closing.set()
         with self._lock:
-            self._closed = True
-            idle, busy = list(self._idle), list(self._busy)
+            idle = list(self._idle)
             self._idle.clear()
         for child in idle:
             child.stop()
+        # A busy child is stopped by the thread running its job, which notices `_closing` within a
+        # poll; wait for those threads, and kill whatever a stuck one still holds.
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                busy = list(self._busy)
+            if not busy or time.monotonic() >= deadline:
+                break
+            time.sleep(POLL_SECONDS)
         for child in busy:
-            # Only the process: the job's thread still reads the pipe, sees the death, then discards it.
-            child.process.kill()
+            with contextlib.suppress(OSError):
+                child.process.kill()
 
     def _checkout(self) -> _Child:
+        if self._closing.is_set():
+            raise ChildDied("The animation processes are stopping; the job could not be started.")
+        child = self._take_idle()
+        if child is None:
+            memory_mb = self._settings.job_memory_mb
+            child = _Child(self._context, torch_threads(self._settings), memory_mb, self._work)
+            with self._lock:
+                self._busy.add(child)
+        return child
+
+    def _take_idle(self) -> _Child | None:
+        """A live idle child, now marked busy; dead ones met on the way are reaped (outside the lock)."""
+        dead: list[_Child] = []
+        found = None
         with self._lock:
-            while self._idle:
+            while self._idle and found is None:
                 child = self._idle.pop()
                 if child.alive:
                     self._busy.add(child)
-                    return child
-                child.kill()
-        child = _Child(self._context, torch_threads(self._settings))
-        with self._lock:
-            self._busy.add(child)
-        return child
+                    found = child
+                else:
+                    dead.append(child)
+        for child in dead:
+            child.stop_now()
+        return found
 
     def _checkin(self, child: _Child) -> None:
         with self._lock:
             self._busy.discard(child)
-            keep = child.in_sync and child.alive and not self._closed
+            keep = child.reusable and child.alive and not self._closing.is_set()
             if keep:
                 self._idle.append(child)
         if not keep:
-            # Dead, closing, or a reply may be pending (the parent side raised): never reuse it.
-            child.kill()
+            # Dead, closing, out of memory, or a reply may be pending (the parent side raised).
+            child.stop_now()

@@ -17,6 +17,11 @@ The database is the source of truth; the broker only carries "run this now". Eve
 safe to run twice, which is what at-least-once delivery (late acknowledgement, redelivery when
 a worker dies or the broker restarts) needs. ``reconcile`` re-sends whatever the broker never
 accepted.
+
+Tasks are bounded in time by Celery's soft limit, which the message carries: a segment's follows
+from its frames as an in-process job's does (``JobBounds``), ``job_timeout_seconds`` bounds every
+task when it is set, and otherwise ``task_soft_time_limit`` applies. A task that overruns is not
+retried (it would overrun again): its job fails with the same words as in-process, credit returned.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from celery import Celery, Task, shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import select, update
 
 from animatica.db.migrate import upgrade_to_head
@@ -42,10 +48,12 @@ from animatica.db.session import Database
 from animatica.db.types import utcnow
 from animatica.errors import AnimaticaError
 from animatica.jobs import plan_store, store
+from animatica.jobs.bounds import JobBounds
 from animatica.jobs.celery_app import build_app, message_priority, producer_app
 from animatica.jobs.engine_choice import request_options
 from animatica.jobs.execute import PIPELINE_OPTIONS
 from animatica.jobs.join import join_segments
+from animatica.jobs.messages import CANCELED, INTERNAL_ERROR, time_limit_message, user_error
 from animatica.jobs.segment_file import write_segment
 from animatica.jobs.segments import plan_segments, segment_key
 from animatica.settings import Settings, get_settings
@@ -55,9 +63,9 @@ log = logging.getLogger("animatica.jobs")
 
 WORKER_ID = "celery"  # owner of every distributed job in the jobs table
 PREPARE, SEGMENT, JOIN = "animatica.prepare", "animatica.segment", "animatica.join"
-INTERNAL_ERROR = "The animation failed because of an internal error; your credit was returned."
 RESEND_AFTER = 5.0  # seconds a message may stay unsent before the reconciler sends it again
 HEARTBEAT_INTERVAL = 1.0
+KILL_AFTER_SOFT_LIMIT = 60.0  # a task that ignores its soft limit this long is killed
 
 
 # --- per-process context ------------------------------------------------------------------
@@ -104,12 +112,18 @@ def _app(settings: Settings) -> Celery:
     return producer_app(settings.broker_url, settings.celery_queue, os.getpid())
 
 
-def _send(settings: Settings, name: str, args: list[Any], urgency: int) -> None:
+def _send(settings: Settings, name: str, args: list[Any], urgency: int, frames: int | None = None) -> None:
+    """Send a task; ``frames`` is the driving frames it animates, when known, for its time limit."""
+    limits: dict[str, float] = {}
+    seconds = JobBounds.from_settings(settings).time_limit(frames)
+    if seconds is not None:
+        limits = {"soft_time_limit": seconds, "time_limit": seconds + KILL_AFTER_SOFT_LIMIT}
     _app(settings).send_task(
         name,
         args=args,
         queue=settings.celery_queue,
         priority=message_priority(settings.broker_url, urgency),
+        **limits,
     )
 
 
@@ -140,7 +154,7 @@ def dispatch(ctx: Context, user_id: int) -> int:
             return 0
         seg = plan_store.segments
         rows = session.execute(
-            select(seg.c.job_id, seg.c.idx, seg.c.urgency)
+            select(seg.c.job_id, seg.c.idx, seg.c.urgency, seg.c.start, seg.c.stop)
             .join(Job, Job.id == seg.c.job_id)
             .where(seg.c.user_id == user_id, seg.c.status == plan_store.PENDING, Job.status == store.RUNNING)
             .order_by(seg.c.urgency.desc(), Job.created_at, seg.c.job_id, seg.c.idx)
@@ -153,13 +167,18 @@ def dispatch(ctx: Context, user_id: int) -> int:
                 .values(status=plan_store.QUEUED, sent=False, queued_at=now)
             )
     for row in rows:
-        _send_segment(ctx, row.job_id, row.idx, row.urgency)
+        _send_segment(ctx, row.job_id, row.idx, row.urgency, _frames(row.start, row.stop))
     return len(rows)
 
 
-def _send_segment(ctx: Context, job_id: str, index: int, urgency: int) -> None:
+def _frames(start: int, stop: int | None) -> int | None:
+    """A segment's length; None for a last segment that runs to an end only estimated."""
+    return None if stop is None else stop - start
+
+
+def _send_segment(ctx: Context, job_id: str, index: int, urgency: int, frames: int | None) -> None:
     try:
-        _send(ctx.settings, SEGMENT, [job_id, index], urgency)
+        _send(ctx.settings, SEGMENT, [job_id, index], urgency, frames)
     except Exception:
         log.exception("could not send a segment; it will be sent again", extra={"job_id": job_id})
         return
@@ -199,7 +218,7 @@ def reconcile(ctx: Context) -> None:
             )
         ).all()
         unsent_segments = session.execute(
-            select(seg.c.job_id, seg.c.idx, seg.c.urgency).where(
+            select(seg.c.job_id, seg.c.idx, seg.c.urgency, seg.c.start, seg.c.stop).where(
                 seg.c.status == plan_store.QUEUED, seg.c.sent.is_(False), seg.c.queued_at < cutoff
             )
         ).all()
@@ -226,7 +245,7 @@ def reconcile(ctx: Context) -> None:
     for job in unsent_jobs:
         enqueue_job(ctx.settings, ctx.db, job.id, job.priority)
     for row in unsent_segments:
-        _send_segment(ctx, row.job_id, row.idx, row.urgency)
+        _send_segment(ctx, row.job_id, row.idx, row.urgency, _frames(row.start, row.stop))
     for row in unsent_joins:
         _send_join(ctx, row.job_id, row.urgency)
     for user_id in waiting_users:
@@ -319,6 +338,25 @@ def _retry_or_fail(task: Task, ctx: Context, job_id: str, error: BaseException) 
     _end(ctx, job_id, INTERNAL_ERROR)
 
 
+def _soft_limit(task: Task, settings: Settings) -> float:
+    """The soft time limit this run of ``task`` had: its message's, else the workers' default."""
+    limits = task.request.timelimit or (None, None)
+    return float(limits[1] or settings.task_soft_time_limit)
+
+
+def task_failed(task: Task, ctx: Context, job_id: str, error: Exception) -> None:
+    """Settle the job of a task that raised ``error``: an overrun or a problem with the job's input
+    ends it (credit returned, in words for the user), anything else is retried first."""
+    if isinstance(error, SoftTimeLimitExceeded):
+        limit = _soft_limit(task, ctx.settings)
+        log.warning("task overran its time limit", extra={"job_id": job_id, "limit": limit})
+        _end(ctx, job_id, time_limit_message(limit))
+    elif isinstance(error, AnimaticaError):
+        _end(ctx, job_id, user_error(error))
+    else:
+        _retry_or_fail(task, ctx, job_id, error)
+
+
 # --- tasks --------------------------------------------------------------------------------
 
 
@@ -327,10 +365,8 @@ def prepare_task(self: Task, job_id: str) -> None:
     ctx = context()
     try:
         prepare(ctx, job_id)
-    except AnimaticaError as error:
-        _end(ctx, job_id, str(error))
-    except Exception as error:  # SoftTimeLimitExceeded included
-        _retry_or_fail(self, ctx, job_id, error)
+    except Exception as error:
+        task_failed(self, ctx, job_id, error)
 
 
 @shared_task(name=SEGMENT, bind=True)
@@ -342,11 +378,11 @@ def segment_task(self: Task, job_id: str, index: int) -> None:
         from animatica.pipeline import Cancelled
 
         if isinstance(error, Cancelled):
-            _end(ctx, job_id, "Canceled by the user.", status=store.CANCELED)
+            _end(ctx, job_id, CANCELED, status=store.CANCELED)
         else:
-            _end(ctx, job_id, str(error))
+            task_failed(self, ctx, job_id, error)
     except Exception as error:
-        _retry_or_fail(self, ctx, job_id, error)
+        task_failed(self, ctx, job_id, error)
 
 
 @shared_task(name=JOIN, bind=True)
@@ -354,10 +390,8 @@ def join_task(self: Task, job_id: str) -> None:
     ctx = context()
     try:
         join(ctx, job_id)
-    except AnimaticaError as error:
-        _end(ctx, job_id, str(error))
     except Exception as error:
-        _retry_or_fail(self, ctx, job_id, error)
+        task_failed(self, ctx, job_id, error)
 
 
 # --- the work -----------------------------------------------------------------------------
@@ -520,7 +554,7 @@ def join(ctx: Context, job_id: str) -> None:
     if plan is None or any(p.status != plan_store.DONE for p in parts):
         return
     if cancel:
-        _end(ctx, job_id, "Canceled by the user.", status=store.CANCELED)
+        _end(ctx, job_id, CANCELED, status=store.CANCELED)
         return
     store.report_progress(ctx.db, job_id, WORKER_ID, "joining", 99.0, None)
     with tempfile.TemporaryDirectory(prefix="animatica-join-") as tmp:

@@ -17,8 +17,17 @@ from typing import Any, Protocol
 from animatica.jobs.engine_choice import request_options
 from animatica.settings import Settings
 
-# Job options the API accepts and passes to the pipeline unchanged.
-PIPELINE_OPTIONS = ("relative", "adapt_scale", "crop_face", "find_best_frame", "best_frame", "fit")
+# Job options the API accepts and passes to the pipeline unchanged. ``max_frames`` is set by the
+# upload check, never by the user: the plan's length limit in frames, enforced while decoding.
+PIPELINE_OPTIONS = (
+    "relative",
+    "adapt_scale",
+    "crop_face",
+    "find_best_frame",
+    "best_frame",
+    "fit",
+    "max_frames",
+)
 
 
 class ProgressLike(Protocol):

@@ -8,6 +8,7 @@ a cancel, a crash recovery and the worker's own finish race each other.
 
 import os
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,6 +20,8 @@ from animatica.db import ledger
 from animatica.db.models import Job, User
 from animatica.db.session import Database
 from animatica.db.types import utcnow
+from animatica.jobs.messages import CANCELED as CANCELED_MESSAGE
+from animatica.jobs.messages import public_text
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED = "queued", "running", "succeeded", "failed", "canceled"
 FINAL = (SUCCEEDED, FAILED, CANCELED)
@@ -38,6 +41,8 @@ class ClaimedJob:
     source_key: str
     driving_key: str
     attempts: int
+    source_name: str = ""  # the names the user uploaded, for messages about those files
+    driving_name: str = ""
 
 
 def new_worker_id() -> str:
@@ -57,6 +62,7 @@ def create(
     driving_name: str,
     source_key: str,
     driving_key: str,
+    notes: list[str] | None = None,
 ) -> Job:
     """Reserve the job's credit and queue it, atomically; raises InsufficientCredits."""
     ledger.reserve(session, user_id, credit_ref(job_id))
@@ -77,6 +83,8 @@ def create(
         cancel_requested=False,
         created_at=utcnow(),
     )
+    if notes:
+        job.notes = list(notes)
     session.add(job)
     session.flush()
     return job
@@ -129,6 +137,8 @@ def claim_next(db: Database, worker_id: str, parallel_limits: dict[str, int]) ->
                     job.source_key,
                     job.driving_key,
                     job.attempts,
+                    job.source_name,
+                    job.driving_name,
                 )
     return None
 
@@ -158,9 +168,20 @@ def heartbeat(db: Database, job_ids: list[str], worker_id: str) -> None:
 
 
 def succeed(
-    db: Database, job_id: str, worker_id: str, result_key: str, result_bytes: int, frames: int, fps: float
+    db: Database,
+    job_id: str,
+    worker_id: str,
+    result_key: str,
+    result_bytes: int,
+    frames: int,
+    fps: float,
+    notes: Sequence[str] = (),
 ) -> bool:
+    """Record a finished job; `notes` (what the animation had to work around) join the job's own."""
     with db.transaction() as session:
+        if notes:
+            known = session.scalar(select(Job.notes).where(Job.id == job_id)) or []
+            notes = [*known, *(note for note in notes if note not in known)]
         done = session.execute(
             update(Job)
             .where(Job.id == job_id, Job.status == RUNNING, Job.worker_id == worker_id)
@@ -175,6 +196,7 @@ def succeed(
                 fps=fps,
                 finished_at=utcnow(),
                 error=None,
+                **({"notes": list(notes)} if notes else {}),
             )
         ).rowcount
         if done == 1:
@@ -183,7 +205,11 @@ def succeed(
 
 
 def fail(db: Database, job_id: str, worker_id: str, message: str, status: str = FAILED) -> bool:
-    """End a running job as failed or canceled and return its credit."""
+    """End a running job as failed or canceled and return its credit.
+
+    The message is shown to the job's owner: whatever path an error carried is reduced to a file name.
+    """
+    message = public_text(message)
     with db.transaction() as session:
         done = session.execute(
             update(Job)
@@ -201,7 +227,7 @@ def request_cancel(session: Session, job: Job) -> str:
         done = session.execute(
             update(Job)
             .where(Job.id == job.id, Job.status == QUEUED)
-            .values(status=CANCELED, stage=CANCELED, error="Canceled by the user.", finished_at=utcnow())
+            .values(status=CANCELED, stage=CANCELED, error=CANCELED_MESSAGE, finished_at=utcnow())
         ).rowcount
         if done == 1:
             ledger.refund(session, job.user_id, credit_ref(job.id))
@@ -263,7 +289,7 @@ def recover_abandoned(
                 requeued.append(row.id)
                 continue
             status = CANCELED if row.cancel_requested else FAILED
-            message = "Canceled by the user." if row.cancel_requested else ABANDONED_MESSAGE
+            message = CANCELED_MESSAGE if row.cancel_requested else ABANDONED_MESSAGE
             done = session.execute(
                 update(Job)
                 .where(*guard)

@@ -81,3 +81,19 @@ def _letterbox(image: Image.Image, target_w: int, target_h: int) -> np.ndarray:
     left = (target_w - inner_w) // 2
     canvas[top : top + inner_h, left : left + inner_w] = inner
     return canvas
+
+
+def fit_within(frame: np.ndarray, max_side: int) -> np.ndarray:
+    """``frame`` scaled down (aspect kept) so that its longer side is at most ``max_side``.
+
+    A frame that already fits is returned as is; nothing is ever enlarged. Sides are rounded to
+    whole pixels and never drop below one.
+    """
+    if max_side < 1:
+        raise ValueError(f"max_side must be positive, got {max_side}")
+    height, width = frame.shape[:2]
+    if max(height, width) <= max_side:
+        return frame
+    scale = max_side / max(height, width)
+    size = (min(max_side, max(1, round(width * scale))), min(max_side, max(1, round(height * scale))))
+    return _resize(Image.fromarray(frame), size)

@@ -144,6 +144,13 @@ def upright_size(image: Image.Image) -> tuple[int, int]:
     return width, height
 
 
+class TooManyPixels(MediaError):
+    """A picture (or video frame) whose header declares more pixels than may be decoded.
+
+    Its own class so that a caller with its own limit (a plan) can word the refusal for its users.
+    """
+
+
 def check_pixels(path: Path, width: int, height: int) -> None:
     """Refuse images (and video frames) with more pixels than ``max_image_pixels``."""
     if width * height > get_settings().max_image_pixels:
@@ -153,7 +160,7 @@ def check_pixels(path: Path, width: int, height: int) -> None:
 def _too_many_pixels(path: Path, size: tuple[int, int] | None) -> MediaError:
     limit = get_settings().max_image_pixels
     dims = f" is {size[0]}x{size[1]} pixels," if size else ""
-    return MediaError(
+    return TooManyPixels(
         f"{path}{dims} is larger than the limit of {limit:,} pixels (a possible decompression bomb); "
         "downscale it or raise ANIMATICA_MAX_IMAGE_PIXELS."
     )
@@ -262,12 +269,17 @@ def _check_complete(
     own_end: bool,
     rate: Fraction | None,
 ) -> None:
-    """Refuse a file whose packets stop well before the end its header declares.
+    """Refuse a file whose packets stop well before, or go on well after, the end its header declares.
 
     A file cut short after its index (MP4 with the index in front, Matroska, WebM) opens and
     plays, just shorter; animating it would silently drop the tail. Seeking to the last
     keyframe and reading to the end of the file costs at most one group of pictures. GIF has no
     declared length, but a complete one ends with its trailer byte.
+
+    Packets that go on past the declared end mean the header lies about the length (a Matroska
+    ``Duration`` or ``DURATION`` tag is plain metadata anyone can edit). Every length-based limit
+    is decided on the declared length, so such a file is refused rather than trusted; reading to
+    its end here costs demuxing only, never decoding.
     """
     if container.format.name == "gif":
         with path.open("rb") as handle:
@@ -288,6 +300,8 @@ def _check_complete(
         return  # not seekable: the reader still stops with an error if decoding fails
     if last is None or last < end - tolerance:
         raise _truncated(path, last, end)
+    if last > end + tolerance:
+        raise _overlong(path, last, end)
 
 
 def _last_packet_end(
@@ -302,6 +316,58 @@ def _last_packet_end(
         packet_end = float((when + (packet.duration or 0)) * packet.time_base)
         last = packet_end if last is None else max(last, packet_end)
     return last
+
+
+def _overlong(path: Path, last: float, end: float) -> MediaError:
+    return MediaError(
+        f"{path} runs past the length its header declares (its data goes on to {last:.2f} s, the header "
+        f"says {end:.2f} s); the file is damaged or was altered, export it again."
+    )
+
+
+@dataclass(frozen=True)
+class PacketCount:
+    """What demuxing a video stream to its end found: how many frames it holds and until when."""
+
+    frames: int
+    seconds: float | None  # from the stream's first timestamp to the end of its last packet
+
+
+def count_packets(path: Path) -> PacketCount:
+    """Count the packets of the video stream to the end of the file, without decoding any of them.
+
+    Each video packet is one frame in every accepted format, so this is the frame count that
+    decoding will meet, whatever the header claims, and it exists even for files that declare no
+    length at all (a live-recorded WebM). It reads the whole file, so it suits inputs of bounded
+    size (uploads); the probe itself only reads the last seconds.
+    """
+    container = open_video(Path(path))
+    try:
+        stream = container.streams.video[0]
+        frames = 0
+        first: float | None = None
+        last: float | None = None
+        try:
+            for packet in container.demux(stream):
+                if packet.size == 0:
+                    continue  # the demuxer's end-of-stream marker, not a frame
+                frames += 1
+                when = packet.pts if packet.pts is not None else packet.dts
+                if when is None or packet.time_base is None:
+                    continue
+                start = float(when * packet.time_base)
+                end = float((when + (packet.duration or 0)) * packet.time_base)
+                first = start if first is None else min(first, start)
+                last = end if last is None else max(last, end)
+        except av.FFmpegError as exc:
+            raise MediaError(
+                f"{path} could not be read to its end ({exc.strerror or exc}); the video is damaged, "
+                "export it again."
+            ) from exc
+    finally:
+        container.close()
+    seconds = last - first if first is not None and last is not None else None
+    return PacketCount(frames, seconds)
 
 
 def _truncated(path: Path, last: float | None, end: float | None) -> MediaError:

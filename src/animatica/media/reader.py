@@ -24,39 +24,33 @@ from PIL import Image
 
 from animatica.errors import MediaError
 from animatica.media.container import declared_end, not_media_error, rotation_quarters
+from animatica.media.image import decode_picture
 from animatica.media.probe import (
-    DECODE_ERRORS,
     MediaInfo,
     check_pixels,
     frame_files,
     open_image,
-    orientation,
     probe,
     upright_size,
 )
 from animatica.media.seek import open_at
 from animatica.settings import get_settings
 
-_WHITE = (255, 255, 255, 255)
-# EXIF orientation -> the transpose that makes the picture upright (1 needs none).
-_TRANSPOSE = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_270,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_90,
-}
+
+class FrameLimitExceeded(MediaError):
+    """Decoding passed the frame limit its caller set: the video is longer than it was allowed to be.
+
+    Its own class so that the caller, which knows why it set the limit, can say so in its words.
+    """
 
 
 def read_image(path: Path) -> np.ndarray:
     """Read a picture as an upright ``(H, W, 3)`` uint8 RGB array.
 
-    EXIF orientation is applied. Transparent pixels are composited on white (a cut-out portrait
-    on white looks like a photo; on black its edges would turn into a dark halo). Grayscale,
-    palette, CMYK and 16-bit images are converted to 8-bit RGB. Given a video or a frame folder,
-    the first frame is returned, which lets a clip stand in for a photo.
+    The pixels are those the service's upload check stores for the same file (both go through
+    ``animatica.media.image.decode_picture``): EXIF orientation applied, transparency over
+    white, 16-bit grayscale scaled to 8 bits. Given a video or a frame folder, the first frame
+    is returned, which lets a clip stand in for a photo.
     """
     info = probe(Path(path))
     if info.kind == "image":
@@ -75,32 +69,10 @@ def _load_still(path: Path) -> np.ndarray:
         raise not_media_error(path) from exc
     with image:
         check_pixels(path, *upright_size(image))
-        try:
-            turn = _TRANSPOSE.get(orientation(image))
-            image.load()
-            return _to_rgb(image if turn is None else image.transpose(turn))
-        except DECODE_ERRORS as exc:
-            raise MediaError(
-                f"{path} is a damaged or incomplete image ({exc}); export or download it again."
-            ) from exc
+        return decode_picture(image, path)
 
 
-def _to_rgb(image: Image.Image) -> np.ndarray:
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        # 16-bit (or float) grayscale: scale the full range down to 8 bits instead of clipping.
-        values = np.asarray(image, dtype=np.float64)
-        peak = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
-        gray = np.clip(np.rint(values * (255.0 / peak)), 0, 255).astype(np.uint8)
-        return np.repeat(gray[:, :, None], 3, axis=2)
-    has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
-    if has_alpha:
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, _WHITE)
-        image = Image.alpha_composite(background, rgba)
-    return np.array(image.convert("RGB"), dtype=np.uint8)
-
-
-def iter_frames(path: Path, start: int = 0) -> Iterator[np.ndarray]:
+def iter_frames(path: Path, start: int = 0, max_frames: int | None = None) -> Iterator[np.ndarray]:
     """Yield the frames of a video file or a PNG-frame folder as ``(H, W, 3)`` uint8 RGB arrays.
 
     The input is probed first, so a truncated or unusable file fails before the first frame.
@@ -111,26 +83,35 @@ def iter_frames(path: Path, start: int = 0) -> Iterator[np.ndarray]:
     ``start`` skips to that frame index without decoding the video from its beginning where the
     file allows it (see ``animatica.media.seek``); the frames are exactly those of
     ``list(iter_frames(path))[start:]``, and a start past the end yields nothing.
+
+    ``max_frames`` is the caller's own limit on the video's length, counted on the frames
+    actually decoded (frame indices from the start of the video, whatever ``start`` is), not on
+    what the header claims: decoding past it raises ``FrameLimitExceeded``.
     """
     if start < 0:
         raise ValueError(f"start must be 0 or more, got {start}")
+    if max_frames is not None and max_frames < 1:
+        raise ValueError(f"max_frames must be at least 1, got {max_frames}")
     info = probe(Path(path))
     if info.kind == "video":
-        return _iter_video(info, start)
+        return _iter_video(info, start, max_frames)
     if info.kind == "frames":
-        return _iter_folder(info, start)
+        return _iter_folder(info, start, max_frames)
     raise MediaError(f"{info.path} is an image; a video or a folder of frames is needed here.")
 
 
-def _iter_video(info: MediaInfo, start: int) -> Iterator[np.ndarray]:
+def _iter_video(info: MediaInfo, start: int, max_frames: int | None) -> Iterator[np.ndarray]:
     path = info.path
     limit = get_settings().max_video_frames
     with contextlib.ExitStack() as stack:
         container, stream, index, frames = open_at(path, start, stack)
+        past_end = _past_declared_end(info, container, stream)
         reformatter = VideoReformatter()  # reused: setting one up per frame costs more than converting
         last_end: float | None = None
         try:
             for frame in frames:
+                if max_frames is not None and index >= max_frames:
+                    raise _over_limit(path, max_frames)
                 if index >= limit:
                     raise MediaError(
                         f"{path} has more than {limit:,} frames; trim the video or raise "
@@ -139,6 +120,11 @@ def _iter_video(info: MediaInfo, start: int) -> Iterator[np.ndarray]:
                 if frame.time is not None:
                     shown_for = frame.duration * frame.time_base if frame.duration and frame.time_base else 0
                     last_end = frame.time + float(shown_for)
+                    if past_end is not None and frame.time > past_end:
+                        raise MediaError(
+                            f"{path} runs past the length its header declares (frame {index} shows at "
+                            f"{frame.time:.2f} s); the file is damaged or was altered, export it again."
+                        )
                 if index >= start:
                     yield _upright_rgb(frame, reformatter)
                 index += 1
@@ -159,6 +145,28 @@ def _upright_rgb(frame: av.video.frame.VideoFrame, reformatter: VideoReformatter
     if quarters:
         pixels = np.ascontiguousarray(np.rot90(pixels, quarters))
     return pixels
+
+
+def _over_limit(path: Path, max_frames: int) -> FrameLimitExceeded:
+    return FrameLimitExceeded(
+        f"{path} has more than {max_frames:,} frames, the most allowed here; trim the video."
+    )
+
+
+def _past_declared_end(
+    info: MediaInfo, container: av.container.InputContainer, stream: av.video.stream.VideoStream
+) -> float | None:
+    """The time after which a frame proves that the header understates the video's length.
+
+    The probe reads only the last seconds of a file and cannot do even that when the file does
+    not seek; decoding sees every frame, so it stops a video whose frames outlast the end its
+    own header declares instead of animating more than every limit was checked against.
+    """
+    end, own_end = declared_end(container, stream)
+    if not own_end or end is None:
+        return None
+    frame_time = 1.0 / info.fps if info.fps else 0.04
+    return end + max(3 * frame_time, 0.25)
 
 
 def _check_reached_end(
@@ -183,9 +191,12 @@ def _check_reached_end(
         )
 
 
-def _iter_folder(info: MediaInfo, start: int) -> Iterator[np.ndarray]:
+def _iter_folder(info: MediaInfo, start: int, max_frames: int | None) -> Iterator[np.ndarray]:
     expected = (info.height, info.width)
-    for file in frame_files(info.path)[start:]:
+    files = frame_files(info.path)
+    if max_frames is not None and len(files) > max_frames:
+        raise _over_limit(info.path, max_frames)
+    for file in files[start:]:
         frame = _load_still(file)
         if frame.shape[:2] != expected:
             raise MediaError(

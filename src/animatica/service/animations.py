@@ -35,6 +35,7 @@ def job_view(job: Job) -> JobView:
         started_at=job.started_at,
         finished_at=job.finished_at,
         result_url=f"/api/v1/animations/{job.id}/result" if has_result else None,
+        notes=list(job.notes or []),
     )
 
 

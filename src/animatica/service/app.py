@@ -3,6 +3,7 @@
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
@@ -13,19 +14,24 @@ from animatica.jobs.child import ProcessExecutor
 from animatica.jobs.execute import Executor, PipelineExecutor
 from animatica.service import (
     pages,
+    ratelimit,
     routes_auth,
     routes_engine,
     routes_jobs,
     routes_local_pay,
     routes_ops,
     routes_v0,
+    startup,
     upload_checks,
 )
+from animatica.service.auth import bound_password_hashing
 from animatica.service.context import ServiceContext, build_context
 from animatica.service.errors import status_for
+from animatica.service.hsts import StrictTransportMiddleware
 from animatica.service.limits import BodyLimitMiddleware
 from animatica.service.logs import configure_logging
 from animatica.service.observe import ObserveMiddleware
+from animatica.service.payments import choose_provider
 from animatica.settings import Settings, get_settings
 
 log = logging.getLogger("animatica.service")
@@ -33,12 +39,23 @@ UPLOAD_PATHS = ("/api/v1/animations", "/api/v0/animation/video", "/api/fomm/vide
 MULTIPART_OVERHEAD = 64 * 1024
 
 
-def create_app(settings: Settings | None = None, executor: Executor | None = None) -> FastAPI:
-    """Build the app for these settings; `executor` replaces the pipeline (tests, integrations)."""
+def create_app(
+    settings: Settings | None = None, executor: Executor | None = None, *, bind_host: str | None = None
+) -> FastAPI:
+    """Build the app for these settings; `executor` replaces the pipeline (tests, integrations).
+
+    `bind_host` is the address the server listens on, when known: on a loopback address the
+    'auto' payment provider may be the simulated one, anywhere else (or unknown) it may not.
+    Unsafe settings raise ``UnsafeSettings`` before anything is opened or started.
+    """
     settings = settings or get_settings()
     configure_logging(settings.log_format, settings.log_level)
+    startup.check_settings(settings)
+    settings = settings.model_copy(update={"payment_provider": choose_provider(settings, bind_host)})
     owned = None if executor is not None else _default_executor(settings)
     ctx = build_context(settings, executor or owned)
+    bound_password_hashing(settings.password_hash_concurrency, settings.password_hash_queue)
+    startup.log_payment_mode(settings, ctx.payments.name, bind_host)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -48,9 +65,13 @@ def create_app(settings: Settings | None = None, executor: Executor | None = Non
         try:
             yield
         finally:
-            ctx.runner.stop()
-            if isinstance(owned, ProcessExecutor):
-                owned.close()
+            # On SIGTERM uvicorn stops accepting requests, waits for open ones, then comes here: the
+            # running job gets the grace to finish, else goes back to the queue, and the animation
+            # children are stopped and waited for (upload check processes leave with the process).
+            release = owned.close if isinstance(owned, ProcessExecutor) else None
+            ctx.runner.stop(settings.shutdown_grace_seconds, release=release)
+            if release is not None:
+                release()
             ctx.db.dispose()
 
     app = FastAPI(
@@ -77,7 +98,7 @@ def create_app(settings: Settings | None = None, executor: Executor | None = Non
 
 
 def _default_executor(settings: Settings) -> Executor:
-    """Child processes unless told otherwise: animating in a server thread starves requests (issue 5)."""
+    """Child processes unless told otherwise: animating in a server thread starves requests."""
     if settings.worker_mode == "thread":
         return PipelineExecutor(settings)
     return ProcessExecutor(settings)
@@ -88,6 +109,8 @@ def _install_handlers(app: FastAPI, settings: Settings) -> None:
     async def animatica_error(_request: Request, error: AnimaticaError) -> JSONResponse:
         code = status_for(error)
         headers = {"WWW-Authenticate": "Bearer"} if code == 401 else None
+        if isinstance(error, ratelimit.RetryLater):
+            headers = error.headers
         return JSONResponse({"detail": str(error)}, status_code=code, headers=headers)
 
     @app.exception_handler(Exception)
@@ -104,7 +127,10 @@ def _install_middleware(app: FastAPI, ctx: ServiceContext) -> None:
     def limit_for(path: str) -> int:
         return upload_limit if path.startswith(UPLOAD_PATHS) else settings.max_json_bytes
 
+    # Innermost: its 429s are counted by the metrics and carry the CORS headers.
+    ratelimit.install(app, ctx)
     app.add_middleware(ObserveMiddleware, metrics=ctx.metrics)
+    app.add_middleware(StrictTransportMiddleware, max_age=settings.hsts_seconds)
 
     if settings.cors_origins:
         app.add_middleware(
@@ -118,8 +144,47 @@ def _install_middleware(app: FastAPI, ctx: ServiceContext) -> None:
     app.add_middleware(BodyLimitMiddleware, limit_for=limit_for)
 
 
-def serve(host: str = "127.0.0.1", port: int = 8000, settings: Settings | None = None) -> None:
-    """Run the service with uvicorn until interrupted (``animatica serve``)."""
-    import uvicorn
+def server_options(host: str, port: int, settings: Settings) -> dict[str, Any]:
+    """uvicorn's options: X-Forwarded-For/-Proto are believed only from the configured proxies,
+    so the scheme (and with it Secure cookies and HSTS) follows what the proxy was asked for."""
+    return {
+        "host": host,
+        "port": port,
+        "log_config": None,
+        "access_log": False,
+        "proxy_headers": True,
+        "forwarded_allow_ips": settings.forwarded_allow_ips,
+        # Open requests (a synchronous animation may take minutes) may delay a stop this long.
+        "timeout_graceful_shutdown": settings.shutdown_grace_seconds,
+    }
 
-    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
+
+def serve(host: str = "127.0.0.1", port: int = 8000, settings: Settings | None = None) -> None:
+    """Run the service with uvicorn until interrupted (``animatica serve``).
+
+    With ``ANIMATICA_METRICS_BIND`` the Prometheus metrics are also served, without a token, on
+    that separate address, which is meant to be reachable only by the scraper.
+    """
+    import uvicorn
+    from prometheus_client import start_http_server
+
+    settings = settings or get_settings()
+    app = create_app(settings, bind_host=host)
+    listener = None
+    if settings.metrics_bind:
+        metrics_host, metrics_port = startup.parse_bind(settings.metrics_bind)
+        try:
+            listener, _thread = start_http_server(
+                metrics_port, addr=metrics_host, registry=app.state.ctx.metrics.registry
+            )
+        except OSError as exc:
+            raise startup.UnsafeSettings(
+                f"ANIMATICA_METRICS_BIND {settings.metrics_bind} cannot be listened on: {exc.strerror}."
+            ) from exc
+        log.info("metrics served on %s", settings.metrics_bind)
+    try:
+        uvicorn.run(app, **server_options(host, port, settings))
+    finally:
+        if listener is not None:
+            listener.shutdown()
+            listener.server_close()

@@ -5,6 +5,10 @@ Access tokens are short-lived HS256 JWTs whose subject is the immutable user id 
 session ("family") of opaque refresh tokens, stored only as SHA-256 hashes. A refresh token is
 good once: using it returns a new one. Presenting an already used token means it was copied, so
 the whole family is revoked; logout revokes it too, and an access token dies with its family.
+
+Every argon2 hash or verification holds 64 MiB for its duration, so a burst of logins could take
+gigabytes: at most ``password_hash_concurrency`` run at once in a process, a few more callers
+wait for a slot, and past that a login or sign-up is answered 503 with Retry-After at once.
 """
 
 import hashlib
@@ -12,6 +16,8 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -25,6 +31,7 @@ from animatica.db.models import RefreshToken, User
 from animatica.db.session import Database
 from animatica.db.types import utcnow
 from animatica.service.errors import Forbidden, Unauthorized
+from animatica.service.ratelimit import Busy
 from animatica.settings import Settings
 
 _hasher = PasswordHasher()
@@ -33,17 +40,71 @@ _DUMMY_HASH = _hasher.hash("animatica-dummy-password")
 ALGORITHM = "HS256"
 TOKEN_NAME = "Bearer"
 VERIFIED_TOKENS = 4096  # access tokens remembered as verified (a few hundred bytes each)
+HASH_RETRY_SECONDS = 2
+
+
+class HashSlots:
+    """Admission to argon2: `limit` computations at once, `queue` callers waiting, the rest refused.
+
+    The bound is per process because the memory it protects is; it is kept in a condition
+    rather than a semaphore so that waiting callers can be counted (and refused past `queue`)
+    and the bound set at start-up from the settings.
+    """
+
+    def __init__(self, limit: int = 4, queue: int = 8) -> None:
+        self._changed = threading.Condition()
+        self.limit = limit
+        self.queue = queue
+        self.active = 0
+        self.waiting = 0
+
+    def configure(self, limit: int, queue: int) -> None:
+        with self._changed:
+            self.limit, self.queue = max(1, limit), max(0, queue)
+            self._changed.notify_all()
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        with self._changed:
+            if self.active >= self.limit:
+                if self.waiting >= self.queue:
+                    raise Busy(
+                        "The server is busy checking other passwords; try again in a moment.",
+                        HASH_RETRY_SECONDS,
+                    )
+                self.waiting += 1
+                try:
+                    self._changed.wait_for(lambda: self.active < self.limit)
+                finally:
+                    self.waiting -= 1
+            self.active += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self.active -= 1
+                self._changed.notify()
+
+
+HASH_SLOTS = HashSlots()
+
+
+def bound_password_hashing(limit: int, queue: int) -> None:
+    """Set this process's bound on password hashes at once and on callers waiting for one."""
+    HASH_SLOTS.configure(limit, queue)
 
 
 def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+    with HASH_SLOTS.hold():
+        return _hasher.hash(password)
 
 
 def verify_password(password_hash: str, password: str) -> bool:
-    try:
-        return _hasher.verify(password_hash, password)
-    except (VerificationError, InvalidHashError):
-        return False
+    with HASH_SLOTS.hold():
+        try:
+            return _hasher.verify(password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
 
 
 @dataclass(frozen=True)
@@ -71,18 +132,35 @@ class TokenService:
         self._verified: OrderedDict[str, tuple[AccessClaims, float]] = OrderedDict()
         self._verified_lock = threading.Lock()
 
-    def login(self, session: Session, username: str, password: str) -> TokenPair:
-        user = session.scalar(select(User).where(User.username == username))
+    def login(self, db: Database, username: str, password: str) -> TokenPair:
+        """Check the password, then start a session.
+
+        The check runs between two transactions: it takes a large fraction of a second (and may
+        wait for a hashing slot), during which it must hold neither a pooled connection nor, on
+        SQLite, the write lock that every other writer would queue behind.
+        """
+        with db.read() as session:
+            user = session.scalar(select(User).where(User.username == username))
         if user is None:
             verify_password(_DUMMY_HASH, password)
             raise Unauthorized("Invalid credentials")
         if not verify_password(user.password_hash, password):
             raise Unauthorized("Invalid credentials")
+        disabled = Forbidden("This account is disabled; contact the administrator.")
         if user.disabled:
-            raise Forbidden("This account is disabled; contact the administrator.")
-        if _hasher.check_needs_rehash(user.password_hash):
-            user.password_hash = hash_password(password)
-        return self._issue(session, user.id, secrets.token_hex(16))
+            raise disabled
+        rehashed = hash_password(password) if _hasher.check_needs_rehash(user.password_hash) else None
+        with db.transaction() as session:
+            # Disabling revokes existing sessions; one being started at that moment must not slip by.
+            if session.scalar(select(User.disabled).where(User.id == user.id)):
+                raise disabled
+            if rehashed is not None:
+                session.execute(
+                    update(User)
+                    .where(User.id == user.id, User.password_hash == user.password_hash)
+                    .values(password_hash=rehashed)
+                )
+            return self._issue(session, user.id, secrets.token_hex(16))
 
     def refresh(self, db: Database, refresh_token: str) -> TokenPair:
         """Rotate a refresh token; on reuse the family's revocation is committed before the 401."""

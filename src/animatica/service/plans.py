@@ -21,6 +21,10 @@ class Plan:
     priority: int
     parallel_jobs: int
     features: tuple[str, ...] = field(default_factory=tuple)
+    # Source pictures with more pixels than this (by their header) are refused before decoding,
+    # which bounds what checking one upload can cost; smaller ones wider than ``max_side`` are
+    # decoded and scaled down to it.
+    max_source_pixels: int = 25_000_000
 
 
 PLANS: dict[str, Plan] = {
@@ -39,6 +43,7 @@ PLANS: dict[str, Plan] = {
             1,
             2,
             ("10 animations", "Clips up to 60 s", "Up to 1920 px", "2 jobs at a time"),
+            max_source_pixels=50_000_000,
         ),
         Plan(
             "pro",
@@ -52,6 +57,7 @@ PLANS: dict[str, Plan] = {
             2,
             3,
             ("50 animations", "Clips up to 5 min", "Up to 3840 px", "3 jobs at a time", "Priority queue"),
+            max_source_pixels=100_000_000,
         ),
     )
 }

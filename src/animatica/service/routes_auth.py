@@ -1,4 +1,9 @@
-"""/api/v0/auth: sign-up, login, token refresh and logout."""
+"""/api/v0/auth: sign-up, login, token refresh and logout.
+
+Sign-up, login and refresh are limited per client address before the body is read
+(``ratelimit.RateLimitMiddleware``); a login is also limited per username, here, whatever the
+address it comes from.
+"""
 
 from typing import Annotated
 
@@ -9,6 +14,7 @@ from animatica.service import accounts
 from animatica.service.auth import TokenPair
 from animatica.service.deps import Ctx
 from animatica.service.errors import Unauthorized
+from animatica.service.ratelimit import LOGIN_ACCOUNT, rate_limits
 from animatica.service.schemas import Credentials, LoginBody, LogoutBody, RefreshBody, Tokens
 
 router = APIRouter(prefix="/api/v0/auth", tags=["auth"])
@@ -32,9 +38,8 @@ def signup(body: Credentials, ctx: Ctx) -> dict[str, object]:
 
 @router.post("/login")
 def login(body: LoginBody, ctx: Ctx) -> Tokens:
-    with ctx.db.transaction() as session:
-        pair = ctx.tokens.login(session, body.username, body.password)
-    return _tokens(pair)
+    rate_limits(ctx).hit(LOGIN_ACCOUNT, body.username)
+    return _tokens(ctx.tokens.login(ctx.db, body.username, body.password))
 
 
 @router.post("/refresh")

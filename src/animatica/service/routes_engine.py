@@ -64,7 +64,13 @@ def engine_video(
         output = folder / "result.mp4"
         with _one_at_a_time:
             ctx.runner.executor(
-                Execution(image.path, video.path, output, options.engine, options.pipeline_options()),
+                Execution(
+                    image.path,
+                    video.path,
+                    output,
+                    options.engine,
+                    {**options.pipeline_options(), "max_frames": video.max_frames},
+                ),
                 lambda _progress: None,
                 lambda: False,
             )

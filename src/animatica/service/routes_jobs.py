@@ -49,7 +49,7 @@ def create_animation(
     ctx: Ctx,
     user: Me,
     source_image: Annotated[UploadFile, File(description="JPG, PNG or WebP picture to animate.")],
-    driving_video: Annotated[UploadFile, File(description="MP4, MOV, AVI or WebM clip with the motion.")],
+    driving_video: Annotated[UploadFile, File(description="MP4, MOV, AVI, WebM or GIF motion clip.")],
     engine: Annotated[str | None, Form()] = None,
     relative: Annotated[bool, Form()] = True,
     adapt_scale: Annotated[bool, Form()] = False,

@@ -1,13 +1,16 @@
-"""The seed's /api/v0 contract (animation, payments, subscriptions), with its defects fixed:
+"""The /api/v0 contract (animation, payments, subscriptions) that early clients use, made safe:
 credits are checked on the server, payments are credited once and only when the provider says
 so, and generation goes through the job queue instead of holding a model in the request.
 """
 
+import logging
 import time
 from typing import Annotated, Any
 
+import anyio
 from fastapi import APIRouter, File, Header, Query, Request, UploadFile
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from animatica.db import ledger
 from animatica.db.models import Job, Payment
@@ -16,50 +19,74 @@ from animatica.service import payments
 from animatica.service.deps import Ctx, Me
 from animatica.service.errors import Invalid, TimedOut
 from animatica.service.plans import PURCHASABLE, Plan
+from animatica.service.ratelimit import sync_slots
 from animatica.service.results import serve_file
 from animatica.service.schemas import PaymentConfirmation
 from animatica.service.submit import JobOptions, submit
 
 router = APIRouter(prefix="/api/v0", tags=["seed-compatible"])
-SYNC_PRIORITY = 100
-SYNC_POLL_SECONDS = 0.2
+log = logging.getLogger("animatica.service")
+SYNC_POLL_SECONDS = 0.25
 
 
 @router.post("/animation/video", response_class=Response)
-def animate_sync(
+async def animate_sync(
     ctx: Ctx,
     user: Me,
     request: Request,
     source_image: Annotated[UploadFile, File()],
     driving_video: Annotated[UploadFile, File()],
 ) -> Response:
-    """Animate a short clip and answer with the video; longer clips belong to /api/v1/animations."""
-    job_id = submit(
-        ctx,
-        user,
-        source_image,
-        driving_video,
-        JobOptions(ctx.settings.engine),
-        priority_boost=SYNC_PRIORITY,
-        max_seconds=ctx.settings.sync_max_seconds,
-    )
-    deadline = time.monotonic() + ctx.settings.sync_timeout_seconds
-    while True:
+    """Animate a short clip and answer with the video; longer clips belong to /api/v1/animations.
+
+    The request stays open until its job ends, so it waits on the event loop, not in a server
+    thread: each look at the job is a short read-only query in the thread pool, and between looks
+    nothing is held, so any number of waiting requests leaves every other route its threads.
+    Open requests are capped per user and overall (429 beyond), and the job queues like any
+    other job of the user's plan. A client that hangs up stops the wait; its job still runs and
+    stays in the user's history.
+    """
+
+    def job_now() -> Job:
+        with ctx.db.read() as session:
+            job = session.get(Job, job_id)
+            assert job is not None
+            return job
+
+    def give_up() -> None:
         with ctx.db.transaction() as session:
             job = session.get(Job, job_id)
             assert job is not None
-            if job.status in store.FINAL:
-                break
+            store.request_cancel(session, job)
+        ctx.runner.cancel_local(job_id)
+
+    with sync_slots(ctx).hold(user.id):
+        job_id = await run_in_threadpool(
+            submit,
+            ctx,
+            user,
+            source_image,
+            driving_video,
+            JobOptions(ctx.settings.engine),
+            max_seconds=ctx.settings.sync_max_seconds,
+        )
+        deadline = time.monotonic() + ctx.settings.sync_timeout_seconds
+        while (job := await run_in_threadpool(job_now)).status not in store.FINAL:
             if time.monotonic() > deadline:
-                store.request_cancel(session, job)
-                ctx.runner.cancel_local(job_id)
+                await run_in_threadpool(give_up)
                 raise TimedOut(
                     "The animation took too long and was canceled (credit returned); use /api/v1/animations."
                 )
-        time.sleep(SYNC_POLL_SECONDS)
+            if await request.is_disconnected():
+                log.info("sync client left; the job goes on", extra={"job_id": job_id})
+                return Response(status_code=499)
+            await anyio.sleep(SYNC_POLL_SECONDS)
     if job.status != store.SUCCEEDED or job.result_key is None:
         raise Invalid(job.error or "The animation failed; your credit was returned.")
-    return serve_file(request, ctx.storage, job.result_key, "generated_animation.mp4", "video/mp4")
+    result_key = job.result_key
+    return await run_in_threadpool(
+        serve_file, request, ctx.storage, result_key, "generated_animation.mp4", "video/mp4"
+    )
 
 
 def _checkout_view(payment: Payment) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Request and response bodies of the HTTP API (the seed's field names where it had them)."""
+"""Request and response bodies of the HTTP API (the /api/v0 field names where that API has them)."""
 
 from datetime import datetime
 from typing import Any
@@ -57,6 +57,9 @@ class JobView(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     result_url: str | None
+    notes: list[str] = Field(
+        default_factory=list, description="What the service changed on its own, e.g. a picture scaled down."
+    )
 
 
 class JobPage(BaseModel):

@@ -13,7 +13,6 @@ from typing import Any
 from fastapi import UploadFile
 
 from animatica.db import ledger
-from animatica.db.ledger import InsufficientCredits
 from animatica.errors import CheckpointError
 from animatica.jobs import store
 from animatica.jobs.engine_choice import REQUESTABLE, concrete_engine
@@ -22,6 +21,7 @@ from animatica.service.context import ServiceContext
 from animatica.service.deps import CurrentUser
 from animatica.service.errors import Invalid
 from animatica.service.plans import get_plan
+from animatica.service.ratelimit import SUBMIT_ACCOUNT, rate_limits
 from animatica.service.upload_checks import Upload
 from animatica.service.uploads import receive, sanitize_filename
 from animatica.settings import Settings
@@ -67,17 +67,19 @@ def submit(
     source: UploadFile,
     driving: UploadFile,
     options: JobOptions,
-    priority_boost: int = 0,
     max_seconds: float | None = None,
 ) -> str:
-    """Validate and queue a job; returns its id. Raises 402 before any work when out of credit."""
+    """Validate and queue a job; returns its id. Raises 402 before any work when out of credit.
+
+    Every submission, valid or not, counts against the account's submission limit (429 once it
+    is spent): checking uploads costs the server work even when they are refused. The job queues
+    at its owner's plan priority, whichever endpoint it came through.
+    """
+    rate_limits(ctx).hit(SUBMIT_ACCOUNT, str(user.id))
     options = options.check(ctx.settings)
     plan = get_plan(user.plan_id)
     with ctx.db.read() as session:
-        if ledger.balance(session, user.id) < 1:
-            raise InsufficientCredits(
-                "You have no credits left; buy more on the pricing page to animate again."
-            )
+        ledger.require_credit(session, user.id)
     source_name = sanitize_filename(source.filename, "source")
     driving_name = sanitize_filename(driving.filename, "driving")
     limit = ctx.settings.max_upload_bytes
@@ -112,12 +114,15 @@ def submit(
                     job_id=job_id,
                     user_id=user.id,
                     engine=options.engine,
-                    options=options.pipeline_options(),
-                    priority=plan.priority + priority_boost,
+                    # The clip's length limit travels with the job in frames, so that decoding
+                    # enforces it on the frames it meets, not on what the header claimed.
+                    options={**options.pipeline_options(), "max_frames": video.max_frames},
+                    priority=plan.priority,
                     source_name=source_name,
                     driving_name=driving_name,
                     source_key=source_key,
                     driving_key=driving_key,
+                    notes=[image.note] if image.note else [],
                 )
         except BaseException:
             for key in keys:
@@ -126,7 +131,7 @@ def submit(
     if ctx.settings.broker_url:  # distributed mode: Celery workers take it from the broker
         from animatica.jobs.distributed import enqueue_job
 
-        enqueue_job(ctx.settings, ctx.db, job_id, plan.priority + priority_boost)
+        enqueue_job(ctx.settings, ctx.db, job_id, plan.priority)
     else:
         ctx.runner.notify()
     return job_id

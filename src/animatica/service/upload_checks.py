@@ -2,7 +2,7 @@
 
 Checking an upload means decoding it (PyAV, Pillow): CPU work that holds the GIL. Done in the
 server's request threads it delayed every other request, and status polls reached a p99 of
-0.4 s while two clients kept submitting (issue 5). A small pool of spawned processes does the
+0.4 s while two clients kept submitting. A small pool of spawned processes does the
 checks; the request thread only waits for the answer. A decoder that crashes or is killed on a
 hostile file takes down one pool process, not the server: that upload is refused, and the pool
 is replaced for the next one.
@@ -14,6 +14,7 @@ limits a check reads from the settings travel with every call.
 import multiprocessing
 import os
 import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from animatica.service.uploads import DrivingVideo, SourceImage, validate_image,
 from animatica.settings import Settings, get_settings
 
 CHECKS_PER_PROCESS = 200  # then a fresh process, so nothing a decoder leaked accumulates
+PARENT_CHECK_SECONDS = 1.0
 NICENESS = 5  # below the server: a burst of uploads must not slow the requests it answers
 
 
@@ -34,7 +36,7 @@ class Upload:
 
     source: Path
     source_label: str
-    normalized_source: Path  # where the accepted picture is written, re-encoded as PNG
+    normalized_source: Path  # where the accepted picture is written, decoded, fitted and re-encoded as PNG
     driving: Path
     driving_label: str
     plan: Plan
@@ -56,16 +58,18 @@ def _adopt(limits: _Limits) -> None:
         get_settings.cache_clear()
 
 
-def check_upload(upload: Upload) -> tuple[SourceImage, DrivingVideo]:
+def check_upload(upload: Upload, limits: _Limits) -> tuple[SourceImage, DrivingVideo]:
     """Both checks, in order; raises the refusal of the first file that fails."""
-    image = validate_image(upload.source, upload.source_label, upload.plan, upload.normalized_source)
+    image = validate_image(
+        upload.source, upload.source_label, upload.plan, upload.normalized_source, limits.max_image_pixels
+    )
     video = validate_video(upload.driving, upload.driving_label, upload.plan, upload.max_seconds)
     return image, video
 
 
 def _check_in_child(upload: Upload, limits: _Limits) -> tuple[SourceImage, DrivingVideo]:
     _adopt(limits)
-    return check_upload(upload)
+    return check_upload(upload, limits)
 
 
 def _ready() -> bool:
@@ -74,6 +78,15 @@ def _ready() -> bool:
 
 def _start_check_process() -> None:
     os.nice(NICENESS)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """The pool serves every app of the process, so no app's shutdown stops it, and a server stopped
+    by a signal runs no exit handlers: its check processes notice that it is gone and leave."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_SECONDS)
+    os._exit(0)
 
 
 class _Pool:
@@ -110,9 +123,9 @@ def warm_up(settings: Settings) -> None:
 
 def check(upload: Upload, settings: Settings) -> tuple[SourceImage, DrivingVideo]:
     """Check an upload in a check process (or here, with ``upload_check_processes`` = 0)."""
-    if settings.upload_check_processes <= 0:
-        return check_upload(upload)
     limits = _Limits(settings.max_image_pixels, settings.max_video_frames)
+    if settings.upload_check_processes <= 0:
+        return check_upload(upload, limits)
     # A pool broken by an earlier upload, or by another upload checked beside this one, gets a
     # second try in a fresh pool; a file that brings the decoder down twice is refused.
     for _attempt in range(2):

@@ -1,12 +1,17 @@
 """Uploads are judged by their content, never by their name or declared type.
 
-A source must decode as a JPEG, PNG or WebP picture and a driving clip as an MP4/MOV, AVI or
-WebM/Matroska video. Files carrying markup or script (an HTML page named ``.jpg``, a picture
-with a page appended after its end, the classic polyglot) are refused, and accepted pictures
-are re-encoded to PNG so nothing but pixels is ever stored. The user's file name is kept only
-as a sanitised label.
+A source must decode as a JPEG, PNG or WebP picture and a driving clip as an MP4/MOV, AVI,
+WebM/Matroska or GIF video. Files carrying markup or script (an HTML page named ``.jpg``, a
+picture with a page appended after its end, the classic polyglot) are refused, and accepted
+pictures are decoded the way the command line decodes them and re-encoded to PNG, so nothing
+but pixels is ever stored. The user's file name is kept only as a sanitised label.
+
+Limits are judged on what decoding will meet, not on what a header claims: a picture's size is
+read from its header before any pixel is decoded, and a clip's length is counted on its packets
+(cheap: no decoding), because a container's duration is metadata anyone can edit.
 """
 
+import math
 import re
 import shutil
 import unicodedata
@@ -15,15 +20,19 @@ from pathlib import Path
 from typing import BinaryIO
 
 import av
-from PIL import Image, ImageOps
+from PIL import Image
 
 from animatica.errors import MediaError
-from animatica.media.probe import probe_image, probe_video
+from animatica.media.image import decode_picture
+from animatica.media.probe import TooManyPixels, count_packets, open_image, probe_video, upright_size
 from animatica.service.errors import Invalid, TooLarge, UnsupportedMedia
 from animatica.service.plans import Plan
 
 IMAGE_FORMATS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp"}
-VIDEO_FORMATS = {"mov,mp4,m4a,3gp,3g2,mj2": "mp4", "avi": "avi", "matroska,webm": "webm"}
+VIDEO_FORMATS = {"mov,mp4,m4a,3gp,3g2,mj2": "mp4", "avi": "avi", "matroska,webm": "webm", "gif": "gif"}
+VIDEO_NAMES = "an MP4, MOV, AVI, WebM or GIF video"
+# The rate animations are written at when a video declares none (as the pipeline does).
+DEFAULT_RATE = 25.0
 _MARKUP = (b"<html", b"<!doctype", b"<script", b"<svg", b"<iframe", b"<body", b"<?php", b"javascript:")
 _SCAN_CHUNK = 1024 * 1024
 _UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
@@ -135,8 +144,9 @@ def _webp_end(data: bytes) -> int | None:
 @dataclass(frozen=True)
 class SourceImage:
     path: Path
-    width: int
+    width: int  # as stored: upright, and scaled down to the plan's side when it was larger
     height: int
+    note: str | None = None  # what was done to the picture, for the job to tell its owner
 
 
 @dataclass(frozen=True)
@@ -147,59 +157,101 @@ class DrivingVideo:
     height: int
     duration: float
     fps: float | None
+    frames: int  # counted on the packets, whatever the header says
+    max_frames: int  # the most frames an animation of it may decode: the limit in frames at its rate
 
 
 def _media_error(error: MediaError, path: Path, label: str) -> Invalid:
     return Invalid(str(error).replace(str(path), label))
 
 
-def validate_image(path: Path, label: str, plan: Plan, normalized: Path) -> SourceImage:
-    """Check a source picture and write it re-encoded as PNG to `normalized`."""
+def validate_image(path: Path, label: str, plan: Plan, normalized: Path, max_pixels: int) -> SourceImage:
+    """Check a source picture and write it, decoded and fitted to the plan, as PNG to `normalized`.
+
+    The size in the header is judged against the plan (and the server's ``max_pixels``) before a
+    single pixel is decoded, so a small file claiming a huge picture costs nothing. A picture
+    within that but wider than the plan's side is scaled down to it, and the returned note says so.
+    """
     check_no_markup(path, label)
     try:
-        info = probe_image(path)
-    except MediaError as error:
+        image = open_image(path)
+    except TooManyPixels as error:
+        raise Invalid(f"{label} has far more pixels than any plan accepts; scale it down first.") from error
+    except (MediaError, Image.UnidentifiedImageError) as error:
         raise UnsupportedMedia(f"{label} is not a JPG, PNG or WebP picture; upload one of those.") from error
-    with Image.open(path) as image:
+    with image:
         image_format = image.format or ""
         if image_format not in IMAGE_FORMATS:
             raise UnsupportedMedia(f"{label} is a {image_format} picture; upload a JPG, PNG or WebP one.")
-        check_image_end(path, image_format, label)
-        if max(info.width, info.height) > plan.max_side:
+        width, height = upright_size(image)
+        limit = min(plan.max_source_pixels, max_pixels)
+        if width * height > limit:
             raise Invalid(
-                f"{label} is {info.width}x{info.height}; your plan allows up to {plan.max_side} px per side."
+                f"{label} is {width}x{height} ({width * height / 1e6:.1f} megapixels); your plan accepts "
+                f"pictures of up to {limit / 1e6:g} megapixels, scale it down and upload it again."
             )
-        upright = ImageOps.exif_transpose(image).convert("RGB")
-        upright.save(normalized, format="PNG")
-    return SourceImage(normalized, info.width, info.height)
+        check_image_end(path, image_format, label)
+        try:
+            pixels = decode_picture(image, path, max_side=plan.max_side)
+        except MediaError as error:
+            raise _media_error(error, path, label) from error
+    Image.fromarray(pixels).save(normalized, format="PNG")
+    stored_height, stored_width = pixels.shape[:2]
+    note = None
+    if (stored_width, stored_height) != (width, height):
+        note = (
+            f"The source picture was {width}x{height}; it was scaled down to {stored_width}x{stored_height}, "
+            f"the largest your plan animates ({plan.max_side} px per side)."
+        )
+    return SourceImage(normalized, stored_width, stored_height, note)
+
+
+def frame_limit(seconds: float, fps: float | None) -> int:
+    """A length limit in frames at the clip's own rate, the rate its animation is written at.
+
+    One frame of slack absorbs the rounding of variable-rate clips, whose nominal rate is an
+    average: a clip that lasts the limit must not miss it by its last frame.
+    """
+    return math.ceil(seconds * (fps or DEFAULT_RATE)) + 1
 
 
 def validate_video(path: Path, label: str, plan: Plan, max_seconds: float | None = None) -> DrivingVideo:
-    """Check a driving clip's container, decodability, duration and size."""
+    """Check a driving clip's container, decodability, length and size.
+
+    The length is judged twice: on the duration the container declares and on the frames its
+    packets hold, so neither a lying header nor a missing one gets a longer clip through.
+    """
     check_no_markup(path, label)
     try:
         with av.open(str(path)) as container:
             container_format = container.format.name
     except (av.FFmpegError, OSError, ValueError) as error:
-        raise UnsupportedMedia(
-            f"{label} is not an MP4, MOV, AVI or WebM video; upload one of those."
-        ) from error
+        raise UnsupportedMedia(f"{label} is not {VIDEO_NAMES}; upload one of those.") from error
     extension = VIDEO_FORMATS.get(container_format)
     if extension is None:
-        raise UnsupportedMedia(f"{label} is not an MP4, MOV, AVI or WebM video; upload one of those.")
+        raise UnsupportedMedia(f"{label} is not {VIDEO_NAMES}; upload one of those.")
     try:
         info = probe_video(path)
+        counted = count_packets(path)
     except MediaError as error:
         raise _media_error(error, path, label) from error
-    duration = info.duration or ((info.frame_count or 0) / info.fps if info.fps else 0.0)
     limit = plan.max_duration_seconds if max_seconds is None else min(max_seconds, plan.max_duration_seconds)
+    rate = info.fps or DEFAULT_RATE
+    frames = max(info.frame_count or 0, counted.frames)
+    duration = info.duration or counted.seconds or frames / rate
     if duration > limit:
         raise Invalid(f"{label} lasts {duration:.1f} s; at most {limit:g} s is allowed here, trim the clip.")
+    max_frames = frame_limit(limit, info.fps)
+    if frames > max_frames:
+        raise Invalid(
+            f"{label} lasts {frames / rate:.1f} s ({frames} frames at {rate:g} fps); at most {limit:g} s "
+            "is allowed here, trim the clip."
+        )
     if max(info.width, info.height) > plan.max_side:
         raise Invalid(
             f"{label} is {info.width}x{info.height}; your plan allows up to {plan.max_side} px per side."
         )
-    return DrivingVideo(path, extension, info.width, info.height, duration, info.fps)
+    return DrivingVideo(path, extension, info.width, info.height, duration, info.fps, frames, max_frames)
 
 
 def copy_stream(source: BinaryIO, destination: Path) -> None:

@@ -1,7 +1,7 @@
 """Training losses: multi-scale perceptual (VGG19 or the pixel fallback), LSGAN, feature matching.
 
-Perceptual loss. FOMM compares VGG19 activations (relu1_1, relu2_1, relu3_1, relu4_1, relu5_1;
-the seed's comments call them relu*_2, but the slices end at the first ReLU of each block) of
+Perceptual loss. FOMM compares VGG19 activations (relu1_1, relu2_1, relu3_1, relu4_1, relu5_1:
+the slices end at the first ReLU of each block, whatever names like relu*_2 suggest) of
 the prediction and the real frame, at every level of an image pyramid. Those features only mean
 something with ImageNet weights, which cannot be downloaded here, so the user names a local
 torchvision-format file (``vgg19-dcbb9e9d.pth``) with ``--vgg-weights``.

@@ -2,7 +2,7 @@
 
 Each level is the image blurred and sub-sampled by the fomm anti-aliasing block, keyed
 ``prediction_<scale>`` as ``MultiScaleDiscriminator`` expects. Module names replace the dot of a
-fractional scale with a dash, because ``nn.ModuleDict`` refuses dots (the seed's pyramid crashed).
+fractional scale with a dash, because ``nn.ModuleDict`` refuses dots.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Sign in, sign up, sign out and the Terms of Service.
 
-Errors are shown next to the form, in the words the seed's users knew ("Invalid credentials",
+Errors are shown next to the form, in the words the API uses ("Invalid credentials",
 "Passwords don't match", "Username already exists"), and the form keeps what was typed
 except the passwords.
 """
@@ -17,6 +17,7 @@ from animatica.service.deps import Ctx
 from animatica.service.errors import Conflict
 from animatica.service.pages.sessions import CsrfChecked, MaybeViewer, safe_next, sign_in, sign_out
 from animatica.service.pages.views import redirect, render
+from animatica.service.ratelimit import RetryLater
 from animatica.service.schemas import Credentials
 
 router = APIRouter(include_in_schema=False)
@@ -67,17 +68,20 @@ def signin_submit(
             raise AnimaticaError("Invalid credentials")
         sign_in(ctx, request, response, username, password)
     except AnimaticaError as error:
-        return render(
+        retry = error if isinstance(error, RetryLater) else None  # too many attempts, or busy
+        page = render(
             request,
             ctx,
             "auth.html",
             None,
-            status_code=401,
+            status_code=retry.status_code if retry else 401,
             mode="signin",
             next=target,
             form={"username": username},
             errors={"form": str(error)},
         )
+        page.headers.update(retry.headers if retry else {})
+        return page
     return response
 
 
@@ -104,23 +108,29 @@ def signup_submit(
         errors["confirm"] = "Passwords don't match"
     if terms != "accepted":
         errors["terms"] = "Accept the Terms of Service to create an account."
+    retry: RetryLater | None = None
     if not errors:
         try:
             accounts.signup(ctx.db, username, password, ctx.settings.free_credits)
         except Conflict:
             errors["username"] = "Username already exists"
+        except RetryLater as busy:
+            retry, errors["form"] = busy, str(busy)
     if errors:
-        return render(
+        status_code = 409 if "Username already exists" in errors.values() else 422
+        page = render(
             request,
             ctx,
             "auth.html",
             None,
-            status_code=409 if "Username already exists" in errors.values() else 422,
+            status_code=retry.status_code if retry else status_code,
             mode="signup",
             next=safe_next(next),
             form={"username": username, "terms": terms == "accepted"},
             errors=errors,
         )
+        page.headers.update(retry.headers if retry else {})
+        return page
     response = redirect(safe_next(next), "welcome")
     sign_in(ctx, request, response, username, password)
     return response

@@ -23,6 +23,7 @@ from animatica.service.pages.problems import PageProblem, wants_json
 from animatica.service.pages.sessions import CsrfChecked, Viewer
 from animatica.service.pages.views import credits_of, redirect, render
 from animatica.service.plans import get_plan
+from animatica.service.ratelimit import RetryLater
 from animatica.service.submit import JobOptions, submit
 from animatica.settings import Settings
 
@@ -30,8 +31,8 @@ router = APIRouter(include_in_schema=False)
 
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
-VIDEO_TYPES = ("video/mp4", "video/quicktime", "video/x-msvideo", "video/avi", "video/webm")
-VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".webm")
+VIDEO_TYPES = ("video/mp4", "video/quicktime", "video/x-msvideo", "video/avi", "video/webm", "image/gif")
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".webm", ".gif")
 
 
 ENGINE_TEXT = {
@@ -79,6 +80,8 @@ def _form_context(ctx: ServiceContext, user: CurrentUser) -> dict[str, object]:
             "bytes": ctx.settings.max_upload_bytes,
             "seconds": plan.max_duration_seconds,
             "side": plan.max_side,
+            # Pictures over this are refused before decoding; smaller ones wider than `side` are scaled.
+            "pixels": min(plan.max_source_pixels, ctx.settings.max_image_pixels),
         },
         "image_accept": ",".join(IMAGE_TYPES + IMAGE_EXTENSIONS),
         "video_accept": ",".join(VIDEO_TYPES + VIDEO_EXTENSIONS),
@@ -107,18 +110,21 @@ def create_submit(
         if source_image is None or not source_image.filename:
             raise PageProblem(422, "Choose a source picture (JPG, PNG or WebP).")
         if driving_video is None or not driving_video.filename:
-            raise PageProblem(422, "Choose a driving video (MP4, MOV, AVI or WebM).")
+            raise PageProblem(422, "Choose a driving video (MP4, MOV, AVI, WebM or GIF).")
         if motion not in ("relative", "absolute"):
             raise PageProblem(422, "Choose relative or absolute motion.")
         options = JobOptions(engine, motion == "relative", adapt_scale, crop_face, find_best_frame)
         job_id = submit(ctx, user, source_image, driving_video, options)
     except AnimaticaError as error:
         code = status_for(error)
+        headers = error.headers if isinstance(error, RetryLater) else {}  # too many submissions
         if wants_json(request):
-            return JSONResponse({"detail": str(error)}, status_code=code)
-        return render(
+            return JSONResponse({"detail": str(error)}, status_code=code, headers=headers)
+        page = render(
             request, ctx, "create.html", user, status_code=code, error=str(error), **_form_context(ctx, user)
         )
+        page.headers.update(headers)
+        return page
     url = f"/jobs/{job_id}"
     if wants_json(request):
         return JSONResponse(

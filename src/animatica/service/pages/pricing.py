@@ -90,6 +90,7 @@ def pricing(
         pending_url=checkout_target(pending) if pending else None,
         error=None,
         test_mode=ctx.payments.name == "local",
+        payments_off=ctx.payments.name == "none",
     )
     if forget and CHECKOUT_COOKIE in request.cookies:
         response.delete_cookie(CHECKOUT_COOKIE, path="/")
@@ -117,6 +118,7 @@ def checkout(request: Request, ctx: Ctx, user: Viewer, plan: Annotated[str, Form
             pending_url=None,
             error=message,
             test_mode=ctx.payments.name == "local",
+            payments_off=ctx.payments.name == "none",
         )
     response = redirect(checkout_target(payment))
     page_sessions(ctx).set_cookie(response, request, CHECKOUT_COOKIE, payment.checkout_id)

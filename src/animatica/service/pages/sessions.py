@@ -26,6 +26,7 @@ from animatica.service.context import ServiceContext
 from animatica.service.deps import Ctx, CurrentUser, active_user
 from animatica.service.errors import Unauthorized
 from animatica.service.pages.problems import PageProblem, SignInRequired
+from animatica.service.ratelimit import LOGIN_ACCOUNT, rate_limits
 from animatica.settings import Settings
 
 SESSION_COOKIE = "animatica_session"
@@ -99,9 +100,13 @@ def page_sessions(ctx: ServiceContext) -> PageSessions:
 
 
 def sign_in(ctx: ServiceContext, request: Request, response: Response, username: str, password: str) -> None:
-    """Check the credentials (raises Unauthorized/Forbidden) and put the session cookie on `response`."""
-    with ctx.db.transaction() as session:
-        pair = ctx.tokens.login(session, username, password)
+    """Check the credentials (raises Unauthorized/Forbidden) and put the session cookie on `response`.
+
+    Attempts count against the username's login limit, which the API's login shares, so the
+    form is no way around it (RateLimited, a 429, once it is spent).
+    """
+    rate_limits(ctx).hit(LOGIN_ACCOUNT, username)
+    pair = ctx.tokens.login(ctx.db, username, password)
     # The login's family names this browser session; the refresh token is simply never handed out.
     claims = ctx.tokens.decode_access(pair.access_token)
     sessions = page_sessions(ctx)

@@ -11,6 +11,7 @@
     bytes: Number(form.dataset.maxBytes),
     seconds: Number(form.dataset.maxSeconds),
     side: Number(form.dataset.maxSide),
+    pixels: Number(form.dataset.maxPixels),
   };
   let credits = Number(form.dataset.credits);
   let uploading = false;
@@ -34,9 +35,9 @@
       input: "driving_video",
       prefix: "driving",
       noun: "video",
-      formats: "MP4, MOV, AVI or WebM",
-      types: ["video/mp4", "video/quicktime", "video/x-msvideo", "video/avi", "video/webm"],
-      extensions: ["mp4", "m4v", "mov", "avi", "webm"],
+      formats: "MP4, MOV, AVI, WebM or GIF",
+      types: ["video/mp4", "video/quicktime", "video/x-msvideo", "video/avi", "video/webm", "image/gif"],
+      extensions: ["mp4", "m4v", "mov", "avi", "webm", "gif"],
     },
   };
   const ready = { image: false, video: false };
@@ -107,6 +108,8 @@
       }
       preview.removeAttribute("src");
       if (kind === "video") {
+        preview.removeAttribute("poster");
+        preview.controls = true;
         preview.load();
       }
       filled.hidden = true;
@@ -158,8 +161,14 @@
       if (kind === "image") {
         preview.onload = () => {
           const { naturalWidth: w, naturalHeight: h } = preview;
-          if (Math.max(w, h) > limits.side) {
-            fail(`“${file.name}” is ${w}×${h}; your plan allows up to ${limits.side} px per side.`);
+          if (w * h > limits.pixels) {
+            const megapixels = (n) => `${Math.round(n / 1e5) / 10} megapixels`;
+            fail(`“${file.name}” is ${w}×${h} (${megapixels(w * h)}); your plan accepts pictures of up to ${megapixels(limits.pixels)}.`);
+          } else if (Math.max(w, h) > limits.side) {
+            // The server scales it down to the plan's side (and says so on the job): no reason to refuse.
+            const scale = limits.side / Math.max(w, h);
+            const fitted = `${Math.max(1, Math.round(w * scale))}×${Math.max(1, Math.round(h * scale))}`;
+            accept(file, `${w}×${h}, will be scaled down to ${fitted}`);
           } else {
             accept(file, `${w}×${h}`);
           }
@@ -179,6 +188,14 @@
         };
         // Some valid containers (AVI, some MOV) do not play in every browser: let the server decide.
         preview.onerror = () => {
+          if (file.type === "image/gif" || /\.gif$/i.test(file.name)) {
+            // A video element cannot play a GIF, but it shows one as its poster.
+            preview.removeAttribute("src");
+            preview.controls = false; // nothing to play: the poster is the (animated) picture
+            preview.poster = objectUrl;
+            accept(file, "GIF");
+            return;
+          }
           filled.hidden = true;
           empty.hidden = false;
           accept(file, "no preview in this browser");
