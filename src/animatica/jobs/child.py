@@ -33,6 +33,7 @@ from animatica.errors import AnimaticaError
 from animatica.jobs.bounds import cap_memory
 from animatica.jobs.execute import Execution, request_fields, torch_threads
 from animatica.jobs.messages import is_out_of_memory, memory_message
+from animatica.processes import leave_with_parent
 from animatica.settings import Settings
 
 log = logging.getLogger("animatica.jobs")
@@ -40,7 +41,6 @@ log = logging.getLogger("animatica.jobs")
 POLL_SECONDS = 0.1  # how often the parent asks should_cancel() and notices a dead child
 CANCEL_GRACE_SECONDS = 10.0  # a child that ignores a cancel this long is killed
 NICENESS = 19  # below the web server, so requests stay fast while a job animates
-PARENT_CHECK_SECONDS = 1.0
 STOP_SECONDS = 5.0
 
 PROGRESS, DONE, FAILED, CRASHED, NO_MEMORY = "progress", "done", "failed", "crashed", "no-memory"
@@ -69,7 +69,9 @@ def animate_fields(
 # --- the child side -------------------------------------------------------------------------
 
 
-def _child_main(conn: Connection, cancel: Event, threads: int, memory_mb: int, work: Work) -> None:
+def _child_main(
+    conn: Connection, cancel: Event, threads: int, memory_mb: int, work: Work, parent: int
+) -> None:
     """Serve animation requests until the pipe closes or the parent is gone.
 
     Ctrl-C reaches the whole process group and systemd's stop the whole cgroup: the parent decides
@@ -79,7 +81,7 @@ def _child_main(conn: Connection, cancel: Event, threads: int, memory_mb: int, w
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     os.nice(NICENESS)
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    leave_with_parent(parent)  # a child mid-job never reads its pipe, so it watches for an orphaning
 
     import torch
 
@@ -104,13 +106,6 @@ def _child_main(conn: Connection, cancel: Event, threads: int, memory_mb: int, w
                 conn.send((CRASHED, "".join(traceback.format_exception(error))))
         else:
             conn.send((DONE, result))
-
-
-def _exit_with_parent(parent: int) -> None:
-    """A child mid-job never reads its pipe, so it must notice an orphaning by itself."""
-    while os.getppid() == parent:
-        time.sleep(PARENT_CHECK_SECONDS)
-    os._exit(0)
 
 
 # --- the parent side ------------------------------------------------------------------------
@@ -140,7 +135,7 @@ class _Child:
         self.memory_mb = memory_mb
         self.process = context.Process(
             target=_child_main,
-            args=(child_end, self.cancel, threads, memory_mb, work),
+            args=(child_end, self.cancel, threads, memory_mb, work, os.getpid()),
             name="animatica-animator",
             daemon=True,
         )

@@ -14,19 +14,18 @@ limits a check reads from the settings travel with every call.
 import multiprocessing
 import os
 import threading
-import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
+from animatica.processes import leave_with_parent
 from animatica.service.errors import UnsupportedMedia
 from animatica.service.plans import Plan
 from animatica.service.uploads import DrivingVideo, SourceImage, validate_image, validate_video
 from animatica.settings import Settings, get_settings
 
 CHECKS_PER_PROCESS = 200  # then a fresh process, so nothing a decoder leaked accumulates
-PARENT_CHECK_SECONDS = 1.0
 NICENESS = 5  # below the server: a burst of uploads must not slow the requests it answers
 
 
@@ -76,17 +75,11 @@ def _ready() -> bool:
     return True
 
 
-def _start_check_process() -> None:
+def _start_check_process(server: int) -> None:
+    """The pool serves every app of the process, so no app's shutdown stops it: its check
+    processes leave by themselves when the server is gone."""
     os.nice(NICENESS)
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
-
-
-def _exit_with_parent(parent: int) -> None:
-    """The pool serves every app of the process, so no app's shutdown stops it, and a server stopped
-    by a signal runs no exit handlers: its check processes notice that it is gone and leave."""
-    while os.getppid() == parent:
-        time.sleep(PARENT_CHECK_SECONDS)
-    os._exit(0)
+    leave_with_parent(server)
 
 
 class _Pool:
@@ -102,6 +95,7 @@ class _Pool:
                     mp_context=multiprocessing.get_context("spawn"),
                     max_tasks_per_child=CHECKS_PER_PROCESS,
                     initializer=_start_check_process,
+                    initargs=(os.getpid(),),
                 )
             return self._executor
 
