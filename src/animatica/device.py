@@ -37,3 +37,20 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     from animatica.fomm.fast import bf16_is_fast
 
     return torch.bfloat16 if bf16_is_fast() else torch.float32
+
+
+def threads_per_job(configured: int, jobs_at_once: int) -> int:
+    """Torch threads for one job: ``configured`` when set, else the cores shared evenly between the jobs
+    that run at the same time (oversubscribed cores make every job slower, not just the extra one)."""
+    if configured > 0:
+        return configured
+    import os
+
+    return max(1, (os.cpu_count() or 1) // max(1, jobs_at_once))
+
+
+def use_threads(count: int) -> None:
+    """The one place the process's torch thread count is set (at start-up of a CLI command, an
+    animation process or a worker process); library code never changes it."""
+    if count > 0 and torch.get_num_threads() != count:
+        torch.set_num_threads(count)

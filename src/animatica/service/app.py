@@ -12,18 +12,13 @@ from fastapi.responses import JSONResponse
 from animatica.errors import AnimaticaError
 from animatica.jobs.child import ProcessExecutor
 from animatica.jobs.execute import Executor, PipelineExecutor
-from animatica.service import (
-    pages,
-    ratelimit,
-    routes_auth,
-    routes_engine,
-    routes_jobs,
-    routes_local_pay,
-    routes_ops,
-    routes_v0,
-    startup,
-    upload_checks,
-)
+from animatica.service import pages, ratelimit, startup, upload_checks
+from animatica.service.routes import auth as routes_auth
+from animatica.service.routes import engine as routes_engine
+from animatica.service.routes import jobs as routes_jobs
+from animatica.service.routes import local_pay as routes_local_pay
+from animatica.service.routes import ops as routes_ops
+from animatica.service.routes import v0 as routes_v0
 from animatica.service.auth import bound_password_hashing
 from animatica.service.context import ServiceContext, build_context
 from animatica.service.errors import status_for
