@@ -28,6 +28,7 @@ import torch
 from PIL import Image
 from skimage import data
 
+from animatica.device import use_threads
 from animatica.fomm.config import generator_kwargs, kp_detector_kwargs, load_config
 from animatica.fomm.fast import bf16_is_fast, optimize_for_inference
 from animatica.fomm.generator import OcclusionAwareGenerator
@@ -145,8 +146,7 @@ def main() -> None:
     parser.add_argument("--batches", default="1,2,4,8", help="batch sizes of the optimised path")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice, the cores)")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    use_threads(args.threads)
     say = (lambda *a: None) if args.json else print
     batches = [int(b) for b in args.batches.split(",")]
 

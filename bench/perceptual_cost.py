@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from animatica.device import use_threads
 from animatica.fomm.config import load_config
 from animatica.training.losses import VGG19Features
 from animatica.training.synth import synthesize
@@ -39,7 +40,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--batch", type=int, default=8)
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    use_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         data = synthesize(root / "data", videos=8, seed=0, size=64, test_videos=0)

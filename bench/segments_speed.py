@@ -11,8 +11,9 @@ with random weights, which costs what the real one does). Runs:
   B. one Celery worker process (one core) with 5 s segments;
   C. two Celery worker processes (one core each) with 5 s segments.
 Prints wall times and the ratios B/A (cost of segmenting: prepare, lossless segment files,
-warm-up frames, the join's encode, model load per process) and B/C (speed-up from the second
-worker). Needs the broker to answer; the database is a SQLite file in a temporary folder.
+warm-up frames, the join's encode) and B/C (speed-up from the second worker). Workers are timed
+started, as deployed ones are: the clock starts once each has loaded its engines. Needs the
+broker to answer; the database is a SQLite file in a temporary folder.
 """
 
 import argparse
@@ -38,11 +39,12 @@ def make_inputs(folder: Path, seconds: int) -> tuple[Path, Path]:
 
 
 def single_process(source: Path, driving: Path, engine: str, checkpoint: str | None, out: Path) -> float:
-    import torch
+    from animatica.device import use_threads
+    from animatica.pipeline import AnimationRequest, animate, preload
 
-    from animatica.pipeline import AnimationRequest, animate
-
-    torch.set_num_threads(1)
+    use_threads(1)
+    # Warm, like the workers: the engine and its models are loaded before the clock starts.
+    preload(engine, **({"checkpoint": checkpoint} if engine == "fomm" else {}))
     started = time.perf_counter()
     animate(AnimationRequest(source, driving, out, engine=engine, checkpoint=checkpoint))
     return time.perf_counter() - started
@@ -53,8 +55,8 @@ def cluster_run(
 ) -> float:
     from animatica.db import Database, upgrade_to_head
     from animatica.db.models import Job
-    from animatica.jobs import store
-    from animatica.jobs.distributed import enqueue_job
+    from animatica.jobs import state
+    from animatica.jobs.distributed.dispatch import enqueue
     from animatica.service.accounts import signup
     from animatica.settings import Settings
     from animatica.storage import open_storage
@@ -81,13 +83,16 @@ def cluster_run(
     processes = []
     for index in range(workers):
         log = (folder / f"w{index}.log").open("wb")
-        code = f"from animatica.jobs.distributed import run_worker; run_worker(hostname='b{index}@bench')"
+        code = (
+            f"from animatica.jobs.distributed.worker import run_worker; run_worker(hostname='b{index}@bench')"
+        )
         processes.append(
             subprocess.Popen([sys.executable, "-c", code], env=env, stdout=log, stderr=subprocess.STDOUT)
         )
     try:
         for index in range(workers):
-            while b" ready." not in (folder / f"w{index}.log").read_bytes():
+            # A started worker, not a starting one: its pool process has loaded the engines.
+            while b"job kinds warmed" not in (folder / f"w{index}.log").read_bytes():
                 time.sleep(0.2)
         user = signup(db, "bench", "bench-password", 5)
         job_id = uuid.uuid4().hex
@@ -95,18 +100,18 @@ def cluster_run(
         storage.put_file(f"jobs/{job_id}/driving.mp4", driving)
         started = time.perf_counter()
         with db.transaction() as session:
-            store.create(
+            state.create(
                 session, job_id=job_id, user_id=user, engine=engine, options={},
                 priority=0, source_name="s.png", driving_name="d.mp4",
                 source_key=f"jobs/{job_id}/source.png", driving_key=f"jobs/{job_id}/driving.mp4",
             )  # fmt: skip
-        enqueue_job(settings, db, job_id, 0)
+        enqueue(settings, db, job_id, 0)
         while True:
             with db.transaction() as session:
                 job = session.get(Job, job_id)
                 assert job is not None
-                if job.status in store.FINAL:
-                    if job.status != store.SUCCEEDED:
+                if job.status in state.FINAL:
+                    if job.status != state.SUCCEEDED:
                         raise SystemExit(f"job failed: {job.error}")
                     return time.perf_counter() - started
             time.sleep(0.1)

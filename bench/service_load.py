@@ -1,16 +1,18 @@
 """Job-status latency under load: 50 clients poll while jobs are being submitted.
 
     python bench/service_load.py [--clients 50] [--seconds 20] [--submitters 2]
-                                 [--phase random|lockstep] [--json]
+                                 [--phase random|lockstep] [--workers 1 2 ...] [--json]
 
-Starts `animatica serve` in a child process on a free localhost port with a temporary
-ANIMATICA_HOME (SQLite, local files, in-process worker), signs up users, then for a bounded time
+Starts `animatica serve --workers N` in a child process on a free localhost port with a temporary
+ANIMATICA_HOME (SQLite, local files, the job runner in its own process), once for each N given
+(one after the other, same inputs, so the figures compare), signs up users, then for a bounded time
 runs N polling clients (GET /api/v1/animations/{id}, once a second like the job page) beside a
 few submitters that keep posting new jobs, which the worker animates meanwhile. Reports
 status-request latency percentiles and throughput. ``--phase lockstep`` makes every client poll
 at the same instant (the worst case: a burst of N requests each second, answered one after
-another by one Python process); ``random`` (default) starts each client at a random moment of
-the second, as independent pages do. Traffic goes to 127.0.0.1 only; every loop stops by itself.
+another by each web process); ``random`` (default) starts each client at a random moment of
+the second, as independent pages do. Rate limits are off (every client shares one address).
+Traffic goes to 127.0.0.1 only; every loop stops by itself. One JSON line per server run.
 """
 
 import argparse
@@ -37,15 +39,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def wait_ready(base: str, timeout: float = 60) -> None:
+async def wait_ready(base: str, log: Path, workers: int, timeout: float = 180) -> None:
+    """Until /healthz answers and every web process has built its app (each logs its payment mode)."""
     deadline = time.monotonic() + timeout
     async with httpx.AsyncClient() as client:
         while time.monotonic() < deadline:
             try:
-                if (await client.get(f"{base}/healthz")).status_code == 200:
-                    return
+                answered = (await client.get(f"{base}/healthz")).status_code == 200
             except httpx.TransportError:
-                pass
+                answered = False
+            if answered and log.read_text(errors="replace").count('"payments: ') >= workers:
+                return
             await asyncio.sleep(0.2)
     raise RuntimeError("the service did not start")
 
@@ -116,6 +120,7 @@ async def run(args: argparse.Namespace, base: str, source: Path, driving: Path) 
 
     return {
         "bench": "service_load",
+        "web_processes": args.web_processes,
         "clients": args.clients,
         "phase": args.phase,
         "seconds": round(elapsed, 1),
@@ -147,36 +152,58 @@ def main() -> None:
         "lockstep: all clients poll at the same instant every time (a burst of --clients requests)",
     )
     parser.add_argument("--submit-every", type=float, default=1.0, help="pause between one submitter's jobs")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="web processes of the server (animatica serve --workers); several values: one run each",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    for workers in args.workers:
+        result = measure(argparse.Namespace(**vars(args), web_processes=workers))
+        if not args.json:
+            for key, value in result.items():
+                print(f"{key}: {value}")
+        print(json.dumps(result), flush=True)
 
+
+def measure(args: argparse.Namespace) -> dict:
+    """One server with ``args.web_processes`` web processes, measured, then stopped."""
     from animatica.demo import write_demo_inputs
+    from animatica.settings import Settings
 
     with tempfile.TemporaryDirectory() as home:
         env = {**os.environ, "ANIMATICA_HOME": home, "ANIMATICA_FREE_CREDITS": "1000"}
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         # Every simulated client comes from this one address: per-address limits would cap the load.
-        env.update({f"ANIMATICA_RATE_LIMIT_{topic}": "" for topic in ("LOGIN", "SIGNUP", "SUBMIT")})
-        env["ANIMATICA_RATE_LIMIT_SUBMIT_ACCOUNT"] = ""
+        env.update(
+            {
+                f"ANIMATICA_{name.upper()}": ""
+                for name in Settings.model_fields
+                if name.startswith("rate_limit_")
+            }
+        )
         source, driving = write_demo_inputs(Path(home) / "inputs")
         port = free_port()
         base = f"http://127.0.0.1:{port}"
+        log = Path(home) / "server.log"
         server = subprocess.Popen(
-            [sys.executable, "-m", "animatica.cli", "serve", "--port", str(port)],
-            env=env, stdout=subprocess.DEVNULL, stderr=(Path(home) / "server.log").open("w"),
+            [sys.executable, "-m", "animatica.cli", "serve", "--port", str(port),
+             "--workers", str(args.web_processes)],
+            env=env, stdout=subprocess.DEVNULL, stderr=log.open("w"),
         )  # fmt: skip
         try:
-            asyncio.run(wait_ready(base))
-            result = asyncio.run(run(args, base, source, driving))
+            asyncio.run(wait_ready(base, log, args.web_processes))
+            return asyncio.run(run(args, base, source, driving))
         except Exception:
-            print((Path(home) / "server.log").read_text()[-3000:], file=sys.stderr)
+            lines = log.read_text(errors="replace").splitlines()
+            print("\n".join(line for line in lines if '"message": "request"' not in line), file=sys.stderr)
             raise
         finally:
             server.terminate()
-            server.wait(timeout=30)
-    if not args.json:
-        for key, value in result.items():
-            print(f"{key}: {value}")
-    print(json.dumps(result))
+            server.wait(timeout=120)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from animatica.device import precision_name, resolve_precision
+from animatica.device import precision_name, resolve_precision, use_threads
 from animatica.fomm.checkpoint import SHIPPED_DIR
 from animatica.fomm.config import load_config
 from animatica.training.synth import synthesize
@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--config", type=Path, default=CONFIG, help="another config, for experiments")
     parser.add_argument("--precision", default="auto", help="auto, fp32 or bf16 (see animatica train)")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    use_threads(args.threads)
     work: Path = args.work
     data = work / "data"
     held_out = work / "held-out"

@@ -71,7 +71,12 @@ def run_bench(
     config: str,
     device: str,
     precision: str,
+    checkpoints_dir: Path | None = None,
 ) -> dict[str, object]:
+    """Time ``engine``; a bare checkpoint name is looked up among the shipped ones and in ``checkpoints_dir``.
+
+    Torch runs on the threads its caller set for the process; the result reports how many.
+    """
     if frames < 1 or batch_size < 1:
         raise AnimaticaError("--frames and --batch-size must be at least 1")
     with tempfile.TemporaryDirectory() as tmp:
@@ -80,7 +85,11 @@ def run_bench(
 
             ckpt = checkpoint or str(random_checkpoint(config, Path(tmp)))
             eng = FommEngine.load(
-                ckpt, config=None if checkpoint else config, device=device, precision=precision
+                ckpt,
+                config=None if checkpoint else config,
+                device=device,
+                precision=precision,
+                checkpoints_dir=checkpoints_dir,
             )
             if eng.frame_size != (size, size):
                 raise AnimaticaError(f"this FOMM config works at {eng.frame_size}, not {size}x{size}")

@@ -50,6 +50,19 @@ def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _settings(torch_threads: bool = False) -> Any:
+    """This command's settings, read here and handed down; with ``torch_threads``, torch also gets
+    the configured thread count for the whole command (0 leaves torch's own default)."""
+    from animatica.settings import get_settings
+
+    settings = get_settings()
+    if torch_threads:
+        from animatica.device import use_threads
+
+        use_threads(settings.torch_threads)
+    return settings
+
+
 class _ProgressBar:
     """A tqdm bar on stderr fed by the pipeline's progress events (frames, fps, ETA)."""
 
@@ -115,15 +128,19 @@ def animate(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Animate SOURCE with the motion of DRIVING and write OUTPUT."""
+    from animatica.media.fit import FIT_MODES
+    from animatica.media.limits import MediaLimits
     from animatica.pipeline import AnimationRequest
     from animatica.pipeline import animate as run
 
-    if fit not in ("crop", "pad", "stretch"):
-        raise AnimaticaError(f"--fit must be crop, pad or stretch, not '{fit}'")
+    if fit not in FIT_MODES:
+        raise AnimaticaError(f"--fit must be one of {', '.join(FIT_MODES)}, not '{fit}'")
+    settings = _settings(torch_threads=True)
     request = AnimationRequest(
         source=source, driving=driving, output=output, engine=engine, checkpoint=checkpoint, config=config,
         relative=relative, adapt_scale=adapt_scale, best_frame=best_frame, find_best_frame=find_best_frame,
         crop_face=crop_face, fit=fit, device=device, precision=precision, batch_size=batch_size,
+        limits=MediaLimits.from_settings(settings), checkpoints_dir=settings.checkpoints_dir,
     )  # fmt: skip
     bar = _ProgressBar(enabled=not quiet and sys.stderr.isatty())
     try:
@@ -156,7 +173,10 @@ def bench(
     """Time an engine on synthetic frames (JSON: ms_per_frame, engine, size, precision, device)."""
     from animatica.bench import run_bench
 
-    result = run_bench(engine, size, frames, batch_size, checkpoint, config, device, precision)
+    settings = _settings(torch_threads=True)
+    result = run_bench(
+        engine, size, frames, batch_size, checkpoint, config, device, precision, settings.checkpoints_dir
+    )
     if as_json:
         typer.echo(json.dumps(result))
     else:
@@ -173,7 +193,7 @@ def checkpoint_inspect(
     """What a checkpoint holds and which built-in configs fit it."""
     from animatica.fomm.inspect import inspect_checkpoint
 
-    report = inspect_checkpoint(checkpoint)
+    report = inspect_checkpoint(checkpoint, _settings().checkpoints_dir)
     if as_json:
         typer.echo(json.dumps(report))
         return
@@ -190,21 +210,21 @@ def demo(
 ) -> None:
     """Animate the demo photo with a generated driving video (no downloads) and say where the result is."""
     from animatica.demo import write_demo_inputs
+    from animatica.media.limits import MediaLimits
     from animatica.pipeline import AnimationRequest
     from animatica.pipeline import animate as run
-    from animatica.settings import get_settings
 
-    folder = get_settings().home / "demo"
+    settings = _settings(torch_threads=True)
+    folder = settings.home / "demo"
     source, driving = write_demo_inputs(folder)
     target = output or folder / "animation.mp4"
     bar = _ProgressBar(enabled=sys.stderr.isatty())
+    request = AnimationRequest(
+        source=source, driving=driving, output=target, engine=engine, checkpoint=checkpoint,
+        limits=MediaLimits.from_settings(settings), checkpoints_dir=settings.checkpoints_dir,
+    )  # fmt: skip
     try:
-        result = run(
-            AnimationRequest(
-                source=source, driving=driving, output=target, engine=engine, checkpoint=checkpoint
-            ),
-            on_progress=bar,
-        )
+        result = run(request, on_progress=bar)
     finally:
         bar.close()
     typer.echo(f"demo source:  {source}\ndemo driving: {driving}\nanimation:    {result.output}")
@@ -225,10 +245,12 @@ def crop(
 ) -> None:
     """Crop a video (a smoothed face track) or a photo to a square around the face."""
     from animatica.face.crop import crop_image_file, crop_video
+    from animatica.media.limits import MediaLimits
     from animatica.media.probe import probe
 
-    options = {"scale": scale, "offset": (offset_x, offset_y), "face_index": face_index}
-    if probe(input).kind == "image":
+    limits = MediaLimits.from_settings(_settings())
+    options = {"scale": scale, "offset": (offset_x, offset_y), "face_index": face_index, "limits": limits}
+    if probe(input, limits).kind == "image":
         crop_image_file(input, output, size, **options)
         typer.echo(f"wrote {output}")
     else:
@@ -275,10 +297,11 @@ def train(
     """Train FOMM on a folder of videos, or resume; checkpoints are in the public format."""
     from animatica.training.trainer import train as run_training
 
+    settings = _settings(torch_threads=True)
     final = run_training(
         config, data, checkpoint=checkpoint, out_dir=out_dir, vgg_weights=vgg_weights, steps=steps,
         epochs=epochs, device=device, seed=seed, batch_size=batch_size, progress_bar=sys.stderr.isatty(),
-        precision=precision,
+        precision=precision, checkpoints_dir=settings.checkpoints_dir,
     )  # fmt: skip
     typer.echo(f"wrote {final}")
 
@@ -299,9 +322,10 @@ def evaluate(
     """Reconstruction metrics (L1, AKD, MKR, AED) of a model beside the no-motion baseline."""
     from animatica.training.evaluate import evaluate as run_evaluation
 
+    settings = _settings(torch_threads=True)
     report = run_evaluation(
         checkpoint, data, json_out=json_out, videos_out=videos_out, config=config, device=device,
-        faces=faces, max_videos=max_videos,
+        faces=faces, max_videos=max_videos, checkpoints_dir=settings.checkpoints_dir,
     )  # fmt: skip
     if as_json:
         typer.echo(json.dumps(report))
@@ -318,16 +342,38 @@ def evaluate(
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Web processes answering requests (about one per core). More than one needs "
+            "ANIMATICA_REDIS_URL while rate limits are on, so that they share the counts.",
+        ),
+    ] = 1,
 ) -> None:
-    """Run the web service (API, docs at /docs) with the in-process worker."""
-    from animatica.service.app import serve as run_service
-    from animatica.service.startup import check_settings
-    from animatica.settings import get_settings
+    """Run the web service (API, docs at /docs): web processes plus one job runner process.
 
-    check_settings(get_settings())  # an unsafe setting is the only line printed
+    The jobs run in a process of their own, whatever --workers is.
+    With several web processes, rate limits are counted in Redis
+    (ANIMATICA_REDIS_URL), metrics add up all processes, and the caps
+    on open synchronous requests (ANIMATICA_SYNC_REQUESTS_*) and on
+    password hashes at once (ANIMATICA_PASSWORD_HASH_*) hold per web
+    process: the server as a whole allows --workers times them.
+    SIGTERM stops the web processes (open requests get
+    ANIMATICA_SHUTDOWN_GRACE_SECONDS), then the runner (running jobs get
+    as long again, then go back to the queue).
+    """
+    from animatica.service.app import serve as run_service
+    from animatica.service.serving import refuse_unshared_limits
+    from animatica.service.startup import check_settings
+
+    settings = _settings()
+    check_settings(settings)  # an unsafe setting is the only line printed
+    refuse_unshared_limits(settings, workers)
     url = f"http://{host}:{port}"
-    typer.echo(f"Animatica is serving on {url} (API docs: {url}/docs)", err=True)
-    run_service(host=host, port=port)
+    processes = "1 web process" if workers == 1 else f"{workers} web processes"
+    typer.echo(f"Animatica is serving on {url} with {processes} (API docs: {url}/docs)", err=True)
+    run_service(host=host, port=port, settings=settings, workers=workers)
 
 
 @app.command()
@@ -339,7 +385,7 @@ def worker(
     hostname: Annotated[str | None, typer.Option(help="Celery node name.")] = None,
 ) -> None:
     """Run a Celery worker for the scale-out mode (needs ANIMATICA_BROKER_URL)."""
-    from animatica.jobs.distributed import run_worker
+    from animatica.jobs.distributed.worker import run_worker
     from animatica.settings import get_settings
 
     if not get_settings().broker_url:

@@ -94,6 +94,11 @@ class Settings(BaseSettings):
         default=60.0, gt=0, description="A running job silent this long is taken as abandoned."
     )
     job_max_attempts: int = Field(default=2, ge=1)
+    job_kinds: str = Field(
+        default="",
+        description="Modules declaring extra job kinds (comma-separated), imported by every process "
+        "that runs jobs; animation is built in.",
+    )
     # --- service: job bounds and shutdown ---
     job_timeout_seconds: float = Field(
         default=0.0,

@@ -1,6 +1,7 @@
 """The ``animatica`` command as a user runs it: exit codes, one-line errors, no partial output."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,8 +11,8 @@ import yaml
 from tests.conftest import TINY_FOMM_CONFIG
 
 
-def run(*args: str, home: Path) -> subprocess.CompletedProcess:
-    env = {"ANIMATICA_HOME": str(home), "PATH": "/usr/bin:/bin"}
+def run(*args: str, home: Path, settings: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = {"ANIMATICA_HOME": str(home), "PATH": "/usr/bin:/bin", **(settings or {})}
     return subprocess.run(
         [sys.executable, "-m", "animatica.cli", *args], capture_output=True, text=True, env=env, timeout=300
     )
@@ -52,6 +53,30 @@ def test_missing_checkpoint_says_what_to_get(test_image, test_video, tmp_path, a
     assert_one_line_error(proc, "not found", "vox-cpk.pth.tar")
 
 
+def test_animate_hands_the_settings_limits_and_checkpoint_folder_down(
+    tiny_fomm_checkpoint, test_image, test_video, tmp_path, animatica_home
+) -> None:
+    (animatica_home / "checkpoints").mkdir()
+    shutil.copy(tiny_fomm_checkpoint, animatica_home / "checkpoints" / "mine.pth.tar")
+    out = tmp_path / "out.mp4"
+
+    def animate_with(settings: dict[str, str]) -> subprocess.CompletedProcess:
+        return run("animate", "-s", str(test_image), "-d", str(test_video), "-o", str(out),
+                   "--checkpoint", "mine", home=animatica_home, settings=settings)  # fmt: skip
+
+    too_long = animate_with({"ANIMATICA_MAX_VIDEO_FRAMES": "11"})
+    assert_one_line_error(too_long, "12 frames, more than the limit of 11")
+    assert_one_line_error(
+        animate_with({"ANIMATICA_MAX_IMAGE_PIXELS": "11999"}), "is larger than the limit of 11,999 pixels"
+    )
+    assert not out.exists()
+    proc = animate_with({"ANIMATICA_MAX_VIDEO_FRAMES": "12"})
+    assert proc.returncode == 0, proc.stderr
+    proc = run("checkpoint", "inspect", "mine", "--json", home=animatica_home)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["path"] == str(animatica_home / "checkpoints" / "mine.pth.tar")
+
+
 def test_unwritable_output(tiny_fomm_checkpoint, test_image, test_video, tmp_path, animatica_home) -> None:
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where a folder should be")
@@ -73,13 +98,15 @@ def test_bench_prints_one_json_line(tmp_path, animatica_home) -> None:
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(TINY_FOMM_CONFIG))
     proc = run("bench", "--engine", "fomm", "--size", "64", "--frames", "4", "--batch-size", "2",
-               "--config", str(config), "--json", home=animatica_home)  # fmt: skip
+               "--config", str(config), "--json", home=animatica_home,
+               settings={"ANIMATICA_TORCH_THREADS": "1"})  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 1
     result = json.loads(lines[0])
     assert result["engine"] == "fomm" and result["size"] == 64 and result["device"] == "cpu"
     assert result["ms_per_frame"] > 0 and result["precision"] in ("fp32", "bf16")
+    assert result["threads"] == 1  # the command applies the configured torch threads
 
 
 def test_output_ending_in_slash_writes_png_frames(

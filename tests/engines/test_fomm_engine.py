@@ -74,3 +74,23 @@ def test_batches_give_the_same_frames_as_single_frames(tiny_fomm_checkpoint: Pat
     together = engine.animate(state, frames[1:4])
     apart = np.concatenate([engine.animate(state, frames[i : i + 1]) for i in range(1, 4)])
     assert np.abs(together.astype(int) - apart.astype(int)).max() <= 1
+
+
+def test_loading_leaves_the_thread_count_to_the_process_starter(
+    tiny_fomm_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    import torch
+
+    from animatica.settings import get_settings
+
+    before = torch.get_num_threads()
+    monkeypatch.setenv("ANIMATICA_TORCH_THREADS", str(before + 1))  # ignored: not the engine's to read
+    get_settings.cache_clear()
+    folder = tmp_path / "named"
+    folder.mkdir()
+    shutil.copy(tiny_fomm_checkpoint, folder / "tiny-named.pth.tar")
+    engine = FommEngine.load("tiny-named", checkpoints_dir=folder, optimize=False)
+    assert torch.get_num_threads() == before
+    assert engine.networks.source == folder / "tiny-named.pth.tar"

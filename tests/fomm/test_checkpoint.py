@@ -1,13 +1,20 @@
 """Checkpoint loading: public-format files load strictly; every bad file gets a clear CheckpointError."""
 
 import pickle
+import re
 from pathlib import Path
 
 import pytest
 import torch
 
 from animatica.errors import CheckpointError, ConfigError
-from animatica.fomm.checkpoint import load_state_strict, read_checkpoint, resolve_checkpoint, save_checkpoint
+from animatica.fomm.checkpoint import (
+    load_state_strict,
+    read_checkpoint,
+    resolve_checkpoint,
+    save_checkpoint,
+    shipped_names,
+)
 from animatica.fomm.config import generator_kwargs, kp_detector_kwargs, load_config
 from animatica.fomm.generator import OcclusionAwareGenerator
 from animatica.fomm.inspect import inspect_checkpoint
@@ -35,11 +42,23 @@ def test_missing_checkpoint_says_where_to_get_one(tmp_path: Path) -> None:
         resolve_checkpoint("no-such-name")
 
 
-def test_named_checkpoint_found_in_home_folder(animatica_home: Path) -> None:
+def test_named_checkpoint_found_in_the_folder_given(tmp_path: Path, animatica_home: Path) -> None:
     kp, gen = tiny_networks()
-    path = animatica_home / "checkpoints" / "mine.pth.tar"
+    folder = tmp_path / "named"
+    path = folder / "mine.pth.tar"
     save_checkpoint(path, {"kp_detector": kp.state_dict(), "generator": gen.state_dict()})
-    assert resolve_checkpoint("mine") == path
+    assert resolve_checkpoint("mine", checkpoints_dir=folder) == path
+    assert resolve_checkpoint("demo", checkpoints_dir=folder).name == "demo.pth.tar"  # shipped names too
+    assert inspect_checkpoint("mine", checkpoints_dir=folder)["path"] == str(path)
+    assert shipped_names(folder) == ["demo", "mine"]
+    # The folder is the caller's argument: the settings' own folder is not looked at.
+    save_checkpoint(animatica_home / "checkpoints" / "home.pth.tar", {"kp_detector": {}, "generator": {}})
+    with pytest.raises(
+        CheckpointError, match=rf"known names: demo, mine\).*copy it into {re.escape(str(folder))}$"
+    ):
+        resolve_checkpoint("home", checkpoints_dir=folder)
+    with pytest.raises(CheckpointError, match=r"known names: demo\). .*pass its path$"):
+        resolve_checkpoint("mine")
 
 
 @pytest.mark.parametrize(

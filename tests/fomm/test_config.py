@@ -1,12 +1,5 @@
-"""FOMM configs: the built-in files, YAML loading and validation, and the implied state-dict shapes.
+"""FOMM configs: the built-in files, YAML loading and validation, and the networks' arguments."""
 
-The shape reference is the state dict of the public implementation under vox-256, recorded in
-``tests/fomm/reference/vox256_state_shapes.json``; matching it key for key is what lets the
-public checkpoints load into networks built from these configs.
-"""
-
-import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -21,33 +14,12 @@ from animatica.fomm.config import (
     config_from_dict,
     config_to_dict,
     discriminator_kwargs,
-    expected_shapes,
     frame_size,
     generator_kwargs,
     kp_detector_kwargs,
     load_config,
-    match_builtin,
 )
-
-NETWORKS = ("kp_detector", "generator", "discriminator")
-BUFFER_SUFFIXES = (
-    "running_mean",
-    "running_var",
-    "num_batches_tracked",
-    "down.weight",
-    "weight_u",
-    "weight_v",
-)
-
-
-@pytest.fixture(scope="module")
-def reference(fomm_reference: Path) -> dict[str, Any]:
-    return json.loads((fomm_reference / "vox256_state_shapes.json").read_text())
-
-
-def _network(shapes: dict[str, tuple[int, ...]], network: str) -> dict[str, tuple[int, ...]]:
-    prefix = network + "."
-    return {key.removeprefix(prefix): shape for key, shape in shapes.items() if key.startswith(prefix)}
+from animatica.fomm.networks import expected_shapes
 
 
 def _vox_dict() -> dict[str, Any]:
@@ -127,83 +99,6 @@ def test_builtin_values_that_differ_between_configs(
     assert cfg.train_params.loss_weights.generator_gan == generator_gan
     assert cfg.train_params.lr_kp_detector == lr_kp_detector
     assert cfg.train_params.batch_size == batch_size
-
-
-# --- shapes ----------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("network", NETWORKS)
-def test_vox_shapes_equal_the_reference_state_dict(reference: dict[str, Any], network: str) -> None:
-    mine = _network(expected_shapes(load_config("vox-256")), network)
-    theirs = {key: tuple(shape) for key, shape in reference[network].items()}
-    assert mine == theirs
-    assert list(mine) == list(theirs)  # same registration order, handy for strict loading messages
-    parameters = sum(math.prod(shape) for key, shape in mine.items() if not key.endswith(BUFFER_SUFFIXES))
-    assert parameters == reference["param_counts"][network]
-
-
-def test_mgif_has_one_shared_jacobian_map() -> None:
-    kp = _network(expected_shapes(load_config("mgif-256")), "kp_detector")
-    assert kp["jacobian.weight"] == (4, 35, 7, 7)
-    assert kp["jacobian.bias"] == (4,)
-    vox = _network(expected_shapes(load_config("vox-256")), "kp_detector")
-    assert vox["jacobian.weight"] == (40, 35, 7, 7)
-    assert set(kp) == set(vox)
-
-
-def test_keypoint_discriminator_without_spectral_norm() -> None:
-    disc = _network(expected_shapes(load_config("vox-adv-256")), "discriminator")
-    assert disc["discs.1.down_blocks.0.conv.weight"] == (64, 13, 4, 4)  # image + 10 keypoint heatmaps
-    assert not any("weight_orig" in key for key in disc)
-
-
-def test_match_builtin_on_the_reference_checkpoint_shapes(reference: dict[str, Any]) -> None:
-    checkpoint = {
-        f"{network}.{key}": tuple(shape)
-        for network in ("generator", "kp_detector", "discriminator")
-        for key, shape in reference[network].items()
-    }
-    checkpoint["optimizer_generator.state"] = (1,)
-    matches = match_builtin(checkpoint)
-    assert "vox-256" in matches and "vox-adv-256" in matches
-    assert "mgif-256" not in matches
-
-
-def test_match_builtin_tells_mgif_apart_and_rejects_other_architectures() -> None:
-    mgif = expected_shapes(load_config("mgif-256"))
-    assert match_builtin(mgif) == ["mgif-256"]
-    vox = expected_shapes(load_config("vox-256"))
-    wrong = {**vox, "kp_detector.kp.weight": (15, 35, 7, 7)}
-    assert match_builtin(wrong) == []
-    missing = {key: shape for key, shape in vox.items() if key != "generator.final.bias"}
-    assert match_builtin(missing) == []
-    assert match_builtin({}) == []
-
-
-def test_shapes_follow_a_user_architecture(tmp_path: Path) -> None:
-    data = _vox_dict()
-    model = data["model_params"]
-    model["common_params"]["num_kp"] = 15
-    model["kp_detector_params"]["scale_factor"] = 0.5
-    model["generator_params"]["estimate_occlusion_map"] = False
-    model["generator_params"]["dense_motion_params"]["scale_factor"] = 0.3
-    model["discriminator_params"]["scales"] = [1, 0.5]
-    shapes = expected_shapes(load_config(_write(tmp_path, data)))
-    assert shapes["kp_detector.kp.weight"] == (15, 35, 7, 7)
-    assert shapes["kp_detector.jacobian.weight"] == (60, 35, 7, 7)
-    assert shapes["kp_detector.down.weight"] == (3, 1, 5, 5)  # sigma 0.5 -> 5x5 kernel
-    assert shapes["generator.dense_motion_network.hourglass.encoder.down_blocks.0.conv.weight"] == (
-        128,
-        16 * 4,
-        3,
-        3,
-    )
-    assert shapes["generator.dense_motion_network.mask.weight"] == (16, 64 + 64, 7, 7)
-    assert not any(".occlusion." in key for key in shapes)
-    # sigma = (1/0.3 - 1)/2 = 1.17; 4 sigma rounds to 5 (not truncated to 4) -> 11x11
-    assert shapes["generator.dense_motion_network.down.weight"] == (3, 1, 11, 11)
-    assert "discriminator.discs.0-5.conv.weight_orig" in shapes
-    assert match_builtin(shapes) == []
 
 
 # --- user files, kwargs and round trip -------------------------------------------------------------
@@ -399,6 +294,13 @@ def _broken(section: str, key: str, value: Any) -> dict[str, Any]:
         ("kp_detector_params", "scale_factor", 0, "(0, 1]"),
         ("kp_detector_params", "scale_factor", 1.5, "'model_params.kp_detector_params.scale_factor' is 1.5"),
         ("generator_params.dense_motion_params", "scale_factor", -0.25, "(0, 1]"),
+        (
+            "generator_params.dense_motion_params",
+            "scale_factor",
+            0.3,
+            "'model_params.generator_params.dense_motion_params.scale_factor' is 0.3: must be 1/N",
+        ),
+        ("discriminator_params", "scales", [1, 0.4], "'model_params.discriminator_params.scales.1' is 0.4"),
         ("discriminator_params", "scales", [1, 2], "'model_params.discriminator_params.scales.1' is 2"),
         ("discriminator_params", "kp_variance", 0.0, "greater than 0"),
     ],

@@ -18,6 +18,7 @@ from animatica.fomm import fast
 from animatica.fomm.blocks import AntiAliasInterpolation2d, DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d
 from animatica.fomm.checkpoint import load_state_strict, read_checkpoint
 from animatica.fomm.config import config_from_dict, generator_kwargs, kp_detector_kwargs, load_config
+from animatica.fomm.dense_motion import DenseMotionNetwork
 from animatica.fomm.generator import OcclusionAwareGenerator
 from animatica.fomm.keypoint_detector import KPDetector
 from animatica.fomm.winograd import WinogradConv2d, release_buffers, winograd_matrices
@@ -233,6 +234,41 @@ def test_channels_last_inputs_and_weights_give_the_same_result(force_winograd: N
     x = torch.randn(1, 8, 10, 10)
     with torch.no_grad():
         assert max_diff(quick(x.contiguous(memory_format=torch.channels_last)), block(x)) < 2e-5
+
+
+@pytest.mark.parametrize("occlusion", [True, False])
+@torch.inference_mode()
+def test_fast_dense_motion_equals_plain_and_flushes_denormals(occlusion: bool) -> None:
+    torch.manual_seed(9)
+    plain = DenseMotionNetwork(8, 3, 64, num_kp=5, num_channels=3, estimate_occlusion_map=occlusion)
+    randomize_batch_norms(plain, torch.Generator().manual_seed(9))
+    quick = fast.optimize_network(plain.eval())
+    image = torch.rand(1, 3, 32, 32)
+    kp_source = {
+        "value": torch.rand(1, 5, 2) * 2 - 1,
+        "jacobian": torch.eye(2) + 0.1 * torch.randn(1, 5, 2, 2),
+    }
+    kp_driving = {
+        "value": torch.rand(3, 5, 2) * 2 - 1,
+        "jacobian": torch.eye(2) + 0.1 * torch.randn(3, 5, 2, 2),
+    }
+    plain_source = plain.prepare_source(image, kp_source)
+    quick_source = quick.prepare_source(image, kp_source)
+
+    expected, out = plain(plain_source, kp_driving), quick(quick_source, kp_driving)
+    assert (
+        set(out)
+        == set(expected)
+        == {"sparse_deformed", "mask", "deformation"} | ({"occlusion_map"} if occlusion else set())
+    )
+    for key in expected:
+        assert max_diff(out[key], expected[key]) < 2e-5, key
+
+    def has_tiny(x: torch.Tensor) -> bool:
+        return bool(((x != 0) & (x.abs() < fast.TINY)).any())
+
+    assert has_tiny(plain.heatmap_differences(plain_source, kp_driving, 32, 32)), "Gaussian tails below TINY"
+    assert not has_tiny(quick.heatmap_differences(quick_source, kp_driving, 32, 32))
 
 
 # --- whole networks ---------------------------------------------------------------------------------

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -13,8 +12,6 @@ import av.audio.stream
 import av.container
 import numpy as np
 import pytest
-
-from animatica.settings import get_settings
 
 
 def frame_colour(index: int) -> tuple[int, int, int]:
@@ -158,22 +155,6 @@ class Kit:
 @pytest.fixture(scope="session")
 def kit() -> type[Kit]:
     return Kit
-
-
-Limits = Callable[..., None]
-
-
-@pytest.fixture
-def limits(monkeypatch: pytest.MonkeyPatch) -> Iterator[Limits]:
-    """Override settings through the environment, e.g. ``limits(max_image_pixels=1000)``."""
-
-    def apply(**values: object) -> None:
-        for key, value in values.items():
-            monkeypatch.setenv(f"ANIMATICA_{key.upper()}", str(value))
-        get_settings.cache_clear()
-
-    yield apply
-    get_settings.cache_clear()
 
 
 @pytest.fixture(scope="session")

@@ -10,10 +10,11 @@ import pytest
 from PIL import Image
 
 from animatica.errors import MediaError
+from animatica.media.limits import MediaLimits
 from animatica.media.probe import probe, require_image, require_video
 
 if TYPE_CHECKING:
-    from conftest import Kit, Limits
+    from conftest import Kit
 
 
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
@@ -158,27 +159,24 @@ def test_decompression_bomb_header(tmp_path: Path, kit: Kit) -> None:
         probe(path)
 
 
-def test_pixel_limit_is_checked_before_decoding(tmp_path: Path, kit: Kit, limits: Limits) -> None:
+def test_pixel_limit_is_checked_before_decoding(tmp_path: Path, kit: Kit) -> None:
     # The header claims 200x200 but holds almost no pixel data: decoding would fail as
     # "damaged"; the size limit must be reported instead.
-    limits(max_image_pixels=10_000)
     path = kit.png_with_header_size(tmp_path / "big.png", 200, 200)
     with pytest.raises(MediaError, match="200x200 pixels"):
-        probe(path)
+        probe(path, MediaLimits(max_image_pixels=10_000))
 
 
-def test_pixel_limit_applies_to_video_frames(tmp_path: Path, kit: Kit, limits: Limits) -> None:
-    limits(max_image_pixels=1000)
+def test_pixel_limit_applies_to_video_frames(tmp_path: Path, kit: Kit) -> None:
     path = kit.write_video(tmp_path / "v.mp4", frames=3)
     with pytest.raises(MediaError, match="64x48 pixels"):
-        probe(path)
+        probe(path, MediaLimits(max_image_pixels=1000))
 
 
-def test_frame_limit(tmp_path: Path, kit: Kit, limits: Limits) -> None:
-    limits(max_video_frames=10)
+def test_frame_limit(tmp_path: Path, kit: Kit) -> None:
     path = kit.write_video(tmp_path / "long.mp4", frames=11)
     with pytest.raises(MediaError, match="more than the limit of 10"):
-        probe(path)
+        probe(path, MediaLimits(max_video_frames=10))
 
 
 def test_damaged_png_is_refused(tmp_path: Path) -> None:

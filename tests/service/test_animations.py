@@ -10,7 +10,7 @@ from sqlalchemy import update
 
 from animatica.db import ledger
 from animatica.db.models import Job
-from animatica.jobs import store
+from animatica.jobs import state
 from animatica.service import animations
 from animatica.service.accounts import signup
 from animatica.service.context import ServiceContext, build_context
@@ -31,7 +31,7 @@ def _queued(ctx: ServiceContext, user_id: int, media: dict[str, Path], name: str
     ctx.storage.put_file(keys["source_key"], media["image"])
     ctx.storage.put_file(keys["driving_key"], media["video"])
     with ctx.db.transaction() as session:
-        store.create(
+        state.create(
             session,
             job_id=job_id,
             user_id=user_id,
@@ -69,16 +69,16 @@ def test_cancel_returns_the_credit_once_and_only_for_the_owner(
     assert _credits(ctx, alice) == 2
     with pytest.raises(NotFound):
         animations.cancel(ctx, mallory, job_id)
-    assert animations.cancel(ctx, alice, job_id).status == store.CANCELED
+    assert animations.cancel(ctx, alice, job_id).status == state.CANCELED
     assert _credits(ctx, alice) == 3
     with pytest.raises(Conflict, match="already canceled"):
         animations.cancel(ctx, alice, job_id)
     assert _credits(ctx, alice) == 3
 
     running = _queued(ctx, alice, media, "b")
-    _set(ctx, running, status=store.RUNNING, worker_id="w")
+    _set(ctx, running, status=state.RUNNING, worker_id="w")
     job = animations.cancel(ctx, alice, running)
-    assert job.status == store.RUNNING and job.cancel_requested  # the worker stops it and refunds
+    assert job.status == state.RUNNING and job.cancel_requested  # the worker stops it and refunds
     assert _credits(ctx, alice) == 2
 
 
@@ -87,7 +87,7 @@ def test_remove_deletes_row_and_files_but_never_a_running_job(
 ) -> None:
     alice = signup(ctx.db, "alice", "password-long-enough", 3)
     queued, running = _queued(ctx, alice, media, "a"), _queued(ctx, alice, media, "b")
-    _set(ctx, running, status=store.RUNNING, worker_id="w")
+    _set(ctx, running, status=state.RUNNING, worker_id="w")
     with pytest.raises(Conflict, match="running"):
         animations.remove(ctx, alice, running)
     animations.remove(ctx, alice, queued)  # canceled first, so its credit comes back
@@ -96,7 +96,7 @@ def test_remove_deletes_row_and_files_but_never_a_running_job(
         animations.load_job(ctx, alice, queued)
     assert _stored(ctx, settings) == [f"jobs/{running}/driving.mp4", f"jobs/{running}/source.png"]
     mallory = signup(ctx.db, "mallory", "password-long-enough", 3)
-    _set(ctx, running, status=store.FAILED)
+    _set(ctx, running, status=state.FAILED)
     with pytest.raises(NotFound):
         animations.remove(ctx, mallory, running)
     animations.remove(ctx, alice, running)
@@ -114,7 +114,7 @@ def test_history_pages_and_result_states(ctx: ServiceContext, media: dict[str, P
 
     with pytest.raises(Conflict, match="queued"):
         animations.result_key(ctx, alice, ids[0])
-    _set(ctx, ids[0], status=store.SUCCEEDED, result_key=f"jobs/{ids[0]}/result.mp4")
+    _set(ctx, ids[0], status=state.SUCCEEDED, result_key=f"jobs/{ids[0]}/result.mp4")
     assert animations.result_key(ctx, alice, ids[0]) == f"jobs/{ids[0]}/result.mp4"
     view = animations.job_view(animations.load_job(ctx, alice, ids[0]))
     assert view.result_url == f"/api/v1/animations/{ids[0]}/result"

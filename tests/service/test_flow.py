@@ -48,7 +48,7 @@ def test_new_user_animates_buys_and_downloads(
         headers=api.bearer(tokens),
     )
     assert confirmed.json() == {"remaining_queries": 10, "session_id": checkout["id"]}
-    # Confirming again (the seed's replay defect) adds nothing.
+    # Confirming again (a replayed confirmation) adds nothing.
     again = client.post("/api/v0/payments", json={"session_id": checkout["id"]}, headers=api.bearer(tokens))
     assert again.json()["remaining_queries"] == 10
     assert client.get("/api/v1/me", headers=api.bearer(tokens)).json()["plan"] == "basic"

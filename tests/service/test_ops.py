@@ -1,5 +1,5 @@
-"""Operations and the remaining routes: health, metrics, retention, schema, the seed's
-synchronous endpoint and its ML-engine endpoint (fake executor: routing and limits only)."""
+"""Operations and the remaining routes: health, metrics, retention, schema, the v0 synchronous
+endpoint and the ML-engine endpoint (fake executor: routing and limits only)."""
 
 import logging
 import os

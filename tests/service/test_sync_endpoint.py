@@ -19,8 +19,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from animatica.db.models import Job, User
-from animatica.service.routes import v0 as routes_v0
 from animatica.service.ratelimit import SyncSlots, sync_slots
+from animatica.service.routes import v0 as routes_v0
 
 WAIT = 120.0  # generous: only a broken build waits this long
 

@@ -196,12 +196,12 @@ def worker_gate(live_server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> Ite
     from animatica.jobs import runner
 
     gate = WorkerGate()
-    claim = runner.store.claim_next
+    claim = runner.state.claim_next
 
     def gated_claim(*args: Any, **kwargs: Any) -> Any:
         return claim(*args, **kwargs) if gate.allows() else None
 
-    monkeypatch.setattr(runner.store, "claim_next", gated_claim)
+    monkeypatch.setattr(runner.state, "claim_next", gated_claim)
     yield gate
     gate.release()
 

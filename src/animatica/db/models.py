@@ -6,7 +6,7 @@ returning a job's credit idempotent at the database level rather than by careful
 """
 
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -85,11 +85,16 @@ class LedgerEntry(Base):
 class Job(Base):
     __tablename__ = "jobs"
     __table_args__ = (Index("ix_jobs_queue", "status", "priority", "created_at"),)
+    # Columns left to their server default (``kind``) are not read back on insert: nothing needs
+    # them then, and an insert stays one statement that names only the columns it sets.
+    __mapper_args__: ClassVar[dict[str, Any]] = {"eager_defaults": False}
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     user_id: Mapped[int] = mapped_column(
         ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
     )
+    # What the job does: a kind of `animatica.jobs.kinds` (its inputs, its run, its result).
+    kind: Mapped[str] = mapped_column(String(32), nullable=False, server_default="animation")
     status: Mapped[str] = mapped_column(String(16), nullable=False)
     stage: Mapped[str] = mapped_column(String(32), nullable=False, default="queued")
     progress: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
@@ -156,7 +161,7 @@ class WebhookEvent(Base):
 
 
 class DistPlan(Base):
-    """The segment plan of a job running on Celery workers (see ``jobs/plan_store.py``).
+    """The segment plan of a job running on Celery workers (see ``jobs/distributed/plans.py``).
 
     Deleted with its job, so a deleted job leaves no plan behind.
     """
@@ -174,6 +179,8 @@ class DistPlan(Base):
     total_frames: Mapped[int | None] = mapped_column(Integer, nullable=True)
     segment_count: Mapped[int] = mapped_column(Integer, nullable=False)
     best_frame: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The state the plan step computed once for every segment, when the job's kind has any.
+    prepared_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
     join_state: Mapped[str] = mapped_column(String(8), nullable=False, default="none")
     join_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)

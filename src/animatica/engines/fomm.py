@@ -4,16 +4,22 @@ Per job, ``prepare`` computes the source keypoints, the generator's source encod
 keypoints of the initial driving frame (relative motion is measured from it). ``animate`` then
 runs only the driving side: keypoints of each driving frame, their normalisation, dense motion
 and decoding, a batch of frames at a time.
+
+The engine is stateless from frame to frame (``warmup_frames`` 0), and its prepared state is a
+handful of tensors: ``state_to_dict`` saves them on the CPU at their own dtype, so a state
+loaded on another worker with the same weights and precision animates exactly as the original.
 """
 
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from animatica.device import precision_name, resolve_device, resolve_precision
+from animatica.engines.base import StateError, check_state_dict
 from animatica.fomm import config as fomm_config
 from animatica.fomm.checkpoint import (
     config_for_checkpoint,
@@ -21,10 +27,10 @@ from animatica.fomm.checkpoint import (
     read_checkpoint,
     resolve_checkpoint,
 )
+from animatica.fomm.dense_motion import MotionSource
 from animatica.fomm.generator import EncodedSource, OcclusionAwareGenerator
 from animatica.fomm.keypoint_detector import Keypoints, KPDetector
 from animatica.fomm.motion import movement_scale, normalize_kp
-from animatica.settings import get_settings
 
 
 @dataclass
@@ -39,10 +45,18 @@ class Networks:
 
 @lru_cache(maxsize=2)
 def load_networks(
-    checkpoint: str, config: str | None, device: str, precision: str, optimize: bool = True
+    checkpoint: str,
+    config: str | None,
+    device: str,
+    precision: str,
+    optimize: bool = True,
+    checkpoints_dir: Path | None = None,
 ) -> Networks:
-    """Build and load the networks once per (checkpoint, config, device, precision) in this process."""
-    path = resolve_checkpoint(checkpoint)
+    """Build and load the networks once per (checkpoint, config, device, precision) in this process.
+
+    A bare checkpoint name is looked up among the shipped ones and in ``checkpoints_dir``.
+    """
+    path = resolve_checkpoint(checkpoint, checkpoints_dir)
     data = read_checkpoint(path)
     cfg = config_for_checkpoint(data, path, config)
     kp_detector = KPDetector(**fomm_config.kp_detector_kwargs(cfg))
@@ -69,17 +83,18 @@ class FommState:
     scale: torch.Tensor | None  # movement-scale factor, when adapt_scale is on
 
 
+STATE_VERSION = 1  # of ``state_to_dict``'s layout
+
+
 class FommEngine:
     name = "fomm"
+    warmup_frames = 0  # each frame depends only on its own driving frame and the prepared state
 
     def __init__(self, networks: Networks, relative: bool = True, adapt_scale: bool = False):
         self.networks = networks
         self.relative = relative
         self.adapt_scale = adapt_scale
         self.frame_size: tuple[int, int] | None = fomm_config.frame_size(networks.config)
-        threads = get_settings().torch_threads
-        if threads > 0:
-            torch.set_num_threads(threads)
 
     @classmethod
     def load(
@@ -91,9 +106,19 @@ class FommEngine:
         relative: bool = True,
         adapt_scale: bool = False,
         optimize: bool = True,
+        checkpoints_dir: Path | None = None,
     ) -> "FommEngine":
+        """The engine on ``checkpoint``: a path, or a name among the shipped ones and in ``checkpoints_dir``.
+
+        The process's torch thread count is left as its starter set it (``animatica.device.use_threads``).
+        """
         networks = load_networks(
-            str(checkpoint), None if config is None else str(config), device, precision, optimize
+            str(checkpoint),
+            None if config is None else str(config),
+            device,
+            precision,
+            optimize,
+            None if checkpoints_dir is None else Path(checkpoints_dir),
         )
         return cls(networks, relative=relative, adapt_scale=adapt_scale)
 
@@ -142,3 +167,73 @@ class FommEngine:
             prediction = nets.generator.decode(state.encoded, kp, with_deformed=False)["prediction"]
         out = prediction.float().clamp_(0, 1).mul_(255).round_().to(torch.uint8)
         return out.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+
+    def preload(self) -> None:
+        """Nothing more to load: ``load`` has read the weights (once per process, ``load_networks``)."""
+
+    def warm_up(self, state: FommState, driving: np.ndarray) -> None:
+        """Nothing to do: no state carries from one frame to the next."""
+
+    def state_to_dict(self, state: FommState) -> dict[str, Any]:
+        encoded = state.encoded
+        motion = encoded.motion
+        return {
+            "engine": self.name,
+            "version": STATE_VERSION,
+            "precision": self.precision,
+            "image": _cpu(encoded.image),
+            "features": _cpu(encoded.features),
+            "motion": None
+            if motion is None
+            else {"image": _cpu(motion.image), "kp": _kp_cpu(motion.kp), "heatmaps": _cpu(motion.heatmaps)},
+            "kp_source": _kp_cpu(state.kp_source),
+            "kp_initial": _kp_cpu(state.kp_initial),
+            "scale": None if state.scale is None else _cpu(state.scale),
+        }
+
+    def state_from_dict(self, data: dict[str, Any]) -> FommState:
+        d = check_state_dict(data, self.name, STATE_VERSION)
+        if d.get("precision") != self.precision:
+            raise StateError(
+                f"the saved fomm state was computed in {d.get('precision')!r}; "
+                f"this worker runs {self.precision!r}"
+            )
+        device = self.networks.device
+        try:
+            motion = d["motion"]
+            encoded = EncodedSource(
+                image=_on(d["image"], device),
+                features=_on(d["features"], device),
+                motion=None
+                if motion is None
+                else MotionSource(
+                    image=_on(motion["image"], device),
+                    kp=_kp_on(motion["kp"], device),
+                    heatmaps=_on(motion["heatmaps"], device),
+                ),
+            )
+            scale = None if d["scale"] is None else _on(d["scale"], device)
+            return FommState(encoded, _kp_on(d["kp_source"], device), _kp_on(d["kp_initial"], device), scale)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise StateError(f"the saved fomm state is incomplete or malformed ({exc!r})") from exc
+
+
+def _cpu(t: torch.Tensor) -> torch.Tensor:
+    """A plain CPU copy (tensors made under inference mode cannot be saved as they are)."""
+    return t.detach().to("cpu", copy=True).clone()
+
+
+def _kp_cpu(kp: Keypoints) -> dict[str, torch.Tensor]:
+    return {str(k): _cpu(v) for k, v in kp.items()}
+
+
+def _on(t: Any, device: torch.device) -> torch.Tensor:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"expected a tensor, got {type(t).__name__}")
+    return t.to(device, copy=True)
+
+
+def _kp_on(kp: Any, device: torch.device) -> Keypoints:
+    if not isinstance(kp, dict):
+        raise TypeError(f"expected keypoints as a dict, got {type(kp).__name__}")
+    return {str(k): _on(v, device) for k, v in kp.items()}

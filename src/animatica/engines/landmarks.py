@@ -15,8 +15,14 @@ Control points of the warp, all in source pixels:
  - anchors on the region's border, which never move, so the background stays still.
 
 State: ``animate`` keeps the tracker, the landmark smoother and the last seen pose on the state,
-so chunks must be fed in order; a worker that starts mid-video with the same state simply
-re-detects the face and starts smoothing afresh.
+so chunks must be fed in order. A worker that starts mid-video from the prepared state tracks
+``warmup_frames`` driving frames before its first one (``warm_up``: tracking only, no warp), so
+the tracker has found the face and the smoother has settled on its motion by then.
+
+The state saves as plain arrays and numbers (``state_to_dict``): the source, the region, its
+paste-back mask, the control points, the mouth colours, the tracker's and the smoother's memory.
+The warp's triangulation and the source crop are rebuilt from them on loading; both are
+deterministic functions of what is saved, so a rebuilt state renders bit-identical frames.
 """
 
 from dataclasses import dataclass
@@ -25,10 +31,13 @@ from typing import Any, Self
 import numpy as np
 import torch
 
+from animatica.engines.base import StateError, check_state_dict
 from animatica.errors import AnimaticaError
 from animatica.face import geometry as g
 from animatica.face.analyzer import (
     DetectorName,
+    FaceAnalyzer,
+    FaceBox,
     NoFaceError,
     as_rgb,
     describe_scan,
@@ -47,6 +56,7 @@ _FOREHEAD = 0.32  # forehead row above the brows
 _RING = 1.35  # ring around the head, as a multiple of the face outline's distance from its centre
 _MARGIN = 0.3  # region margin beyond the ring
 _ANCHORS_PER_SIDE = 5
+STATE_VERSION = 1  # of ``state_to_dict``'s layout
 
 
 @dataclass
@@ -73,6 +83,7 @@ class LandmarksState:
     # Which scan found the face in the source and in the initial driving frame (``analyzer.SCANS``).
     source_found_by: str = "hog"
     driving_found_by: str = "hog"
+    work_side: int = 384  # the warp's working resolution, kept to rebuild the warp
 
     @property
     def face_notes(self) -> list[str]:
@@ -181,7 +192,97 @@ class LandmarksEngine:
             paint_mouth=self.mouth,
             source_found_by=box.detector,
             driving_found_by=tracker.found.detector if tracker.found is not None else "hog",
+            work_side=self.work_side,
         )
+
+    def preload(self) -> None:
+        """The face models (seconds to read) are loaded here, not by the first frame of the first job."""
+        from animatica.face import models
+
+        models.frontal_detector()
+        models.shape_predictor_68()
+        if self.detector == "cnn":
+            models.cnn_detector()
+
+    def warm_up(self, state: LandmarksState, driving: np.ndarray) -> None:
+        """Track the frames (no warp, no paste-back: most of a frame's cost is skipped); frames
+        without a face here are not counted, since they belong to the segment before."""
+        missed, seen = state.frames_without_face, state.frames
+        for frame in driving:
+            self.track(state, frame)
+        state.frames_without_face, state.frames = missed, seen
+
+    def state_to_dict(self, state: LandmarksState) -> dict[str, Any]:
+        y0, y1, x0, x1 = state.region
+        return {
+            "engine": self.name,
+            "version": STATE_VERSION,
+            "source": _tensor(state.source),
+            "region": [int(y0), int(y1), int(x0), int(x1)],
+            "mask": _tensor(state.mask),
+            "warp_points": _tensor(state.warp.points),
+            "warp_iterations": int(state.warp.iterations),
+            "work_side": int(state.work_side),
+            "retarget_source": _tensor(state.retarget.source),
+            "retarget_initial": _tensor(state.retarget.initial),
+            "scale": float(state.retarget.scale),
+            "head_points": _tensor(state.head_points),
+            "anchors": _tensor(state.anchors),
+            "face_size": float(state.face_size),
+            "source_gap": float(state.source_gap),
+            "cavity": _tensor(state.cavity),
+            "teeth": _tensor(state.teeth),
+            "tracker": _tracker_to_dict(state.tracker),
+            "smoother": None if state.smoother is None else _smoother_to_dict(state.smoother),
+            "driving_size": float(state.driving_size),
+            "last_pose": _tensor(state.last_pose),
+            "paint_mouth": bool(state.paint_mouth),
+            "frames_without_face": int(state.frames_without_face),
+            "frames": int(state.frames),
+            "source_found_by": str(state.source_found_by),
+            "driving_found_by": str(state.driving_found_by),
+        }
+
+    def state_from_dict(self, data: dict[str, Any]) -> LandmarksState:
+        d = check_state_dict(data, self.name, STATE_VERSION)
+        try:
+            source = _array(d["source"])
+            y0, y1, x0, x1 = (int(v) for v in d["region"])
+            crop = (
+                torch.from_numpy(source[y0:y1, x0:x1].astype(np.float32)).permute(2, 0, 1)[None].contiguous()
+            )
+            warp = MeshWarp(
+                _array(d["warp_points"]),
+                (y1 - y0, x1 - x0),
+                work_side=int(d["work_side"]),
+                iterations=int(d["warp_iterations"]),
+            )
+            return LandmarksState(
+                source=source,
+                region=(y0, y1, x0, x1),
+                crop=crop,
+                mask=_array(d["mask"]),
+                warp=warp,
+                retarget=Retargeter(_array(d["retarget_source"]), _array(d["retarget_initial"]), d["scale"]),
+                head_points=_array(d["head_points"]),
+                anchors=_array(d["anchors"]),
+                face_size=d["face_size"],
+                source_gap=d["source_gap"],
+                cavity=_array(d["cavity"]),
+                teeth=_array(d["teeth"]),
+                tracker=_tracker_from_dict(self.analyzer, d["tracker"]),
+                smoother=None if d["smoother"] is None else _smoother_from_dict(d["smoother"]),
+                driving_size=d["driving_size"],
+                last_pose=_array(d["last_pose"]),
+                paint_mouth=d["paint_mouth"],
+                frames_without_face=d["frames_without_face"],
+                frames=d["frames"],
+                source_found_by=d["source_found_by"],
+                driving_found_by=d["driving_found_by"],
+                work_side=int(d["work_side"]),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise StateError(f"the saved landmarks state is incomplete or malformed ({exc!r})") from exc
 
     def animate(self, state: LandmarksState, driving: np.ndarray) -> np.ndarray:
         if driving.ndim != 4 or driving.shape[-1] != 3:
@@ -228,6 +329,94 @@ class LandmarksEngine:
         frame = state.source.copy()
         frame[y0:y1, x0:x1] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
         return frame
+
+
+def _tensor(array: np.ndarray) -> torch.Tensor:
+    """A CPU tensor holding exactly ``array``'s values and dtype (a copy: the state stays unshared)."""
+    return torch.from_numpy(np.array(array, copy=True))
+
+
+def _array(value: Any) -> np.ndarray:
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"expected a tensor, got {type(value).__name__}")
+    return value.numpy().copy()
+
+
+_BOX_FIELDS = ("left", "top", "right", "bottom", "score", "squash")
+
+
+def _box_to_dict(box: FaceBox | None) -> dict[str, Any] | None:
+    if box is None:
+        return None
+    return {**{k: float(getattr(box, k)) for k in _BOX_FIELDS}, "detector": str(box.detector)}
+
+
+def _box_from_dict(data: dict[str, Any] | None) -> FaceBox | None:
+    if data is None:
+        return None
+    return FaceBox(**{k: float(data[k]) for k in _BOX_FIELDS}, detector=str(data["detector"]))
+
+
+def _tracker_to_dict(tracker: FaceTracker) -> dict[str, Any]:
+    """The tracker's settings and its memory of the face (where it was, how it was found)."""
+    relative = tracker._box_from_points
+    return {
+        "face_index": tracker.face_index,
+        "detect_every": int(tracker.detect_every),
+        "roi_margin": float(tracker.roi_margin),
+        "min_score": float(tracker.min_score),
+        "slow_every": int(tracker.slow_every),
+        "lost_margin": float(tracker.lost_margin),
+        "box": _box_to_dict(tracker.box),
+        "found": _box_to_dict(tracker.found),
+        "box_from_points": None if relative is None else [float(v) for v in relative],
+        "count": int(tracker._count),
+        "lost": int(tracker._lost),
+    }
+
+
+def _tracker_from_dict(analyzer: FaceAnalyzer, data: dict[str, Any]) -> FaceTracker:
+    tracker = FaceTracker(
+        analyzer,
+        face_index=data["face_index"],
+        detect_every=int(data["detect_every"]),
+        roi_margin=float(data["roi_margin"]),
+        min_score=float(data["min_score"]),
+        slow_every=int(data["slow_every"]),
+        lost_margin=float(data["lost_margin"]),
+    )
+    tracker.box = _box_from_dict(data["box"])
+    tracker.found = _box_from_dict(data["found"])
+    relative = data["box_from_points"]
+    tracker._box_from_points = None if relative is None else tuple(float(v) for v in relative)  # type: ignore[assignment]
+    tracker._count = int(data["count"])
+    tracker._lost = int(data["lost"])
+    return tracker
+
+
+def _smoother_to_dict(smoother: OneEuroFilter) -> dict[str, Any]:
+    value, speed = smoother._value, smoother._speed
+    return {
+        "dt": float(smoother.dt),
+        "min_cutoff": float(smoother.min_cutoff),
+        "beta": float(smoother.beta),
+        "d_cutoff": float(smoother.d_cutoff),
+        "value": None if value is None else _tensor(value),
+        "speed": None if speed is None else _tensor(speed),
+    }
+
+
+def _smoother_from_dict(data: dict[str, Any]) -> OneEuroFilter:
+    smoother = OneEuroFilter(
+        rate=1.0 / float(data["dt"]),
+        min_cutoff=float(data["min_cutoff"]),
+        beta=float(data["beta"]),
+        d_cutoff=float(data["d_cutoff"]),
+    )
+    smoother.dt = float(data["dt"])  # exactly, not through 1 / (1 / dt)
+    smoother._value = None if data["value"] is None else _array(data["value"])
+    smoother._speed = None if data["speed"] is None else _array(data["speed"])
+    return smoother
 
 
 def _separate_lips(points: np.ndarray) -> np.ndarray:

@@ -19,6 +19,7 @@ from scipy.ndimage import gaussian_filter1d
 from animatica.errors import AnimaticaError, MediaError
 from animatica.face.analyzer import FaceAnalyzer, FaceBox, NoFaceError, get_analyzer, select_face
 from animatica.face.tracker import search_near
+from animatica.media.limits import DEFAULT_LIMITS, MediaLimits
 from animatica.media.probe import probe
 from animatica.media.reader import iter_frames, read_image
 from animatica.media.writer import open_writer
@@ -189,12 +190,13 @@ def crop_video(
     every: int = 5,
     smooth: float = 8.0,
     face_index: int | None = None,
+    limits: MediaLimits = DEFAULT_LIMITS,
 ) -> int:
-    """Write the face crop of a video (audio kept); returns the number of frames written."""
-    info = probe(input)
+    """Write the face crop of a video (audio kept) read within ``limits``; returns the frames written."""
+    info = probe(input, limits)
     rate = info.frame_rate or info.fps or 25.0
     frames = crop_frames_iter(
-        lambda: iter_frames(input),
+        lambda: iter_frames(input, limits=limits),
         size,
         scale=scale,
         offset=offset,
@@ -219,10 +221,11 @@ def crop_image_file(
     scale: float = DEFAULT_SCALE,
     offset: tuple[float, float] = DEFAULT_OFFSET,
     face_index: int | None = None,
+    limits: MediaLimits = DEFAULT_LIMITS,
 ) -> None:
-    """Write the face crop of a photo; the output appears complete or not at all."""
+    """Write the face crop of a photo read within ``limits``; the output appears complete or not at all."""
     cropped = crop_image(
-        read_image(input),
+        read_image(input, limits),
         size,
         scale=scale,
         offset=offset,

@@ -13,25 +13,24 @@ from torch import nn
 
 from animatica.errors import CheckpointError, ConfigError
 from animatica.fomm import config as config_module
-from animatica.settings import get_settings
+from animatica.fomm.networks import match_builtin
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "weights"
 SUFFIXES = (".pth.tar", ".pth", ".pt", ".ckpt")
 PUBLIC_HINT = (
     "FOMM checkpoints (vox-cpk.pth.tar, vox-adv-cpk.pth.tar, taichi-cpk.pth.tar, …) are published by the "
-    "first-order-model authors; download one yourself and pass its path, or copy it into {dir}"
+    "first-order-model authors; download one yourself and pass its path"
 )
 
 
-def _named_candidates(name: str) -> list[Path]:
-    folders = [SHIPPED_DIR, get_settings().checkpoints_dir]
-    return [folder / f"{name}{suffix}" for folder in folders for suffix in SUFFIXES]
+def _folders(checkpoints_dir: Path | None) -> list[Path]:
+    return [SHIPPED_DIR] if checkpoints_dir is None else [SHIPPED_DIR, Path(checkpoints_dir)]
 
 
-def shipped_names() -> list[str]:
-    """Names usable as ``--checkpoint NAME``: shipped with Animatica or kept in the home folder."""
+def shipped_names(checkpoints_dir: Path | None = None) -> list[str]:
+    """Names usable as ``--checkpoint NAME``: shipped with Animatica or kept in ``checkpoints_dir``."""
     names = set()
-    for folder in (SHIPPED_DIR, get_settings().checkpoints_dir):
+    for folder in _folders(checkpoints_dir):
         if folder.is_dir():
             for path in folder.iterdir():
                 for suffix in SUFFIXES:
@@ -40,19 +39,25 @@ def shipped_names() -> list[str]:
     return sorted(names)
 
 
-def resolve_checkpoint(name_or_path: str | Path) -> Path:
-    """A path that exists, or a checkpoint name looked up in the shipped and home folders."""
+def resolve_checkpoint(name_or_path: str | Path, checkpoints_dir: Path | None = None) -> Path:
+    """A path that exists, or a checkpoint name looked up among the shipped ones and in ``checkpoints_dir``.
+
+    ``checkpoints_dir`` is the caller's own folder of named checkpoints (the command line passes
+    ``Settings.checkpoints_dir``); without it, only paths and the shipped names resolve.
+    """
     path = Path(name_or_path).expanduser()
     if path.is_file():
         return path
-    if len(path.parts) == 1:  # a bare name: shipped or home-folder checkpoints (a folder of that name aside)
-        for candidate in _named_candidates(str(name_or_path)):
-            if candidate.is_file():
-                return candidate
+    if len(path.parts) == 1:  # a bare name: shipped or named checkpoints (a folder of that name aside)
+        for folder in _folders(checkpoints_dir):
+            for suffix in SUFFIXES:
+                candidate = folder / f"{name_or_path}{suffix}"
+                if candidate.is_file():
+                    return candidate
     if path.exists():
         raise CheckpointError(f"checkpoint {path} is not a file")
-    known = ", ".join(shipped_names()) or "none"
-    hint = PUBLIC_HINT.format(dir=get_settings().checkpoints_dir)
+    known = ", ".join(shipped_names(checkpoints_dir)) or "none"
+    hint = PUBLIC_HINT if checkpoints_dir is None else f"{PUBLIC_HINT}, or copy it into {checkpoints_dir}"
     raise CheckpointError(f"checkpoint {name_or_path} not found (known names: {known}). {hint}")
 
 
@@ -117,7 +122,7 @@ def load_state_strict(module: nn.Module, state: dict, what: str, source: Path | 
 
 
 def state_shapes(checkpoint: dict) -> dict[str, tuple[int, ...]]:
-    """Shapes of the generator and keypoint-detector tensors, keys prefixed as in the reference json."""
+    """Shapes of the networks' tensors, keyed by network as ``networks.expected_shapes`` keys them."""
     shapes = {}
     for part in ("generator", "kp_detector", "discriminator"):
         state = checkpoint.get(part)
@@ -147,7 +152,7 @@ def config_for_checkpoint(
         return config_module.load_config(config)
     if isinstance(checkpoint.get("config"), dict):
         return config_module.config_from_dict(checkpoint["config"])
-    matches = config_module.match_builtin(state_shapes(checkpoint))
+    matches = match_builtin(state_shapes(checkpoint))
     if not matches:
         raise ConfigError(
             f"checkpoint {path} fits none of the built-in configs "

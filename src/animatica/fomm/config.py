@@ -6,13 +6,11 @@ key means what the reference constructor's default means. The model sections are
 strictly because a typo there silently builds a different network, which then fails to load a
 checkpoint with a far less helpful message. Everything outside ``model_params`` is kept as given, so
 dataset and training options Animatica does not read survive a round trip through a checkpoint.
-
-The module also knows which state-dict shapes a config implies (``expected_shapes``), so a
-checkpoint can be matched to a built-in config without building any network.
+The state-dict shapes a config implies are read from the networks it builds (``networks.py``).
 """
 
-import functools
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -33,20 +31,21 @@ BUILTIN_CONFIGS: tuple[str, ...] = (
 )
 
 _CONFIG_DIR = Path(__file__).with_name("configs")
-_NETWORK_PREFIXES = ("generator.", "kp_detector.")
 _MAX_REPORTED_PROBLEMS = 3
-
-Shapes = dict[str, tuple[int, ...]]
 
 
 def _scale(value: object) -> int | float:
-    """Accept a resolution factor in (0, 1], keeping ints as ints.
+    """Accept a resolution factor 1/N for a whole N (1, 0.5, 0.25, ...), keeping ints as ints.
 
-    The reference names discriminator and pyramid modules ``str(scale)``, so ``1`` and ``1.0``
-    give different state-dict keys (``discs.1`` vs ``discs.1-0``); converting would break loading.
+    Every scale is applied by the anti-aliased down-sampling, which keeps every N-th pixel and so
+    cannot build any other factor. The reference names discriminator and pyramid modules
+    ``str(scale)``, so ``1`` and ``1.0`` give different state-dict keys (``discs.1`` vs
+    ``discs.1-0``); converting would break loading.
     """
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
         raise ValueError(f"must be a number in (0, 1], got {value!r}")
+    if not math.isclose(int(1 / value) * value, 1.0):  # the same test as AntiAliasInterpolation2d
+        raise ValueError(f"must be 1/N for a whole N (1, 0.5, 0.25, ...), got {value!r}")
     return value
 
 
@@ -367,175 +366,3 @@ def frame_size(cfg: FommConfig) -> tuple[int, int]:
     """(height, width) the model was configured for."""
     shape = cfg.dataset_params.frame_shape
     return shape[0], shape[1]
-
-
-# --- state-dict shapes -----------------------------------------------------------------------------
-
-
-def expected_shapes(cfg: FommConfig) -> Shapes:
-    """Every state-dict key and shape the config implies, prefixed by network, in registration order.
-
-    Derived from the layer arithmetic alone, so checkpoints can be checked or matched to a config
-    without allocating tens of millions of parameters.
-    """
-    shapes: Shapes = {}
-    for prefix, part in (
-        ("kp_detector.", _kp_detector_shapes(cfg)),
-        ("generator.", _generator_shapes(cfg)),
-        ("discriminator.", _discriminator_shapes(cfg)),
-    ):
-        shapes.update({prefix + key: shape for key, shape in part.items()})
-    return shapes
-
-
-def match_builtin(shapes: Mapping[str, Sequence[int]]) -> list[str]:
-    """Built-in configs whose generator and keypoint detector have exactly these keys and shapes.
-
-    Keys of other entries (discriminator, optimisers) are ignored: published inference checkpoints
-    do not have them, and the discriminator does not affect animation.
-    """
-    wanted = {key: tuple(shape) for key, shape in shapes.items() if key.startswith(_NETWORK_PREFIXES)}
-    return [name for name in BUILTIN_CONFIGS if _builtin_network_shapes(name) == wanted]
-
-
-@functools.cache
-def _builtin_network_shapes(name: str) -> Shapes:
-    everything = expected_shapes(load_config(name))
-    return {key: shape for key, shape in everything.items() if key.startswith(_NETWORK_PREFIXES)}
-
-
-def _level_width(block_expansion: int, max_features: int, level: int) -> int:
-    """Channel count after ``level`` halvings: doubling per level, capped at max_features."""
-    return min(max_features, block_expansion * 2**level)
-
-
-def _conv(name: str, out_ch: int, in_ch: int, kernel: int) -> Shapes:
-    return {f"{name}.weight": (out_ch, in_ch, kernel, kernel), f"{name}.bias": (out_ch,)}
-
-
-def _spectral_conv(name: str, out_ch: int, in_ch: int, kernel: int) -> Shapes:
-    """Spectral norm keeps the raw weight as ``weight_orig`` plus power-iteration vectors u and v."""
-    return {
-        f"{name}.bias": (out_ch,),
-        f"{name}.weight_orig": (out_ch, in_ch, kernel, kernel),
-        f"{name}.weight_u": (out_ch,),
-        f"{name}.weight_v": (in_ch * kernel * kernel,),
-    }
-
-
-def _batch_norm(name: str, channels: int) -> Shapes:
-    return {
-        f"{name}.weight": (channels,),
-        f"{name}.bias": (channels,),
-        f"{name}.running_mean": (channels,),
-        f"{name}.running_var": (channels,),
-        f"{name}.num_batches_tracked": (),
-    }
-
-
-def _conv_bn(name: str, out_ch: int, in_ch: int, kernel: int) -> Shapes:
-    return {**_conv(f"{name}.conv", out_ch, in_ch, kernel), **_batch_norm(f"{name}.norm", out_ch)}
-
-
-def _antialias_kernel(name: str, channels: int, scale: float) -> Shapes:
-    """Depthwise Gaussian kernel; its size follows sigma = (1/scale - 1)/2 with ~4 sigma per side."""
-    if scale == 1:
-        return {}
-    sigma = (1 / scale - 1) / 2
-    size = 2 * round(sigma * 4) + 1
-    return {f"{name}.weight": (channels, 1, size, size)}
-
-
-def _hourglass(
-    name: str, block_expansion: int, in_features: int, num_blocks: int, max_features: int
-) -> Shapes:
-    """U-Net: encoder block i halves the resolution; decoder inputs concatenate the mirrored skip."""
-    shapes: Shapes = {}
-    for i in range(num_blocks):
-        in_ch = in_features if i == 0 else _level_width(block_expansion, max_features, i)
-        out_ch = _level_width(block_expansion, max_features, i + 1)
-        shapes.update(_conv_bn(f"{name}.encoder.down_blocks.{i}", out_ch, in_ch, 3))
-    for j, i in enumerate(reversed(range(num_blocks))):
-        skip_factor = 1 if i == num_blocks - 1 else 2
-        in_ch = skip_factor * _level_width(block_expansion, max_features, i + 1)
-        out_ch = _level_width(block_expansion, max_features, i)
-        shapes.update(_conv_bn(f"{name}.decoder.up_blocks.{j}", out_ch, in_ch, 3))
-    return shapes
-
-
-def _hourglass_out(block_expansion: int, in_features: int) -> int:
-    """The last decoder block outputs block_expansion channels, concatenated with the input."""
-    return block_expansion + in_features
-
-
-def _kp_detector_shapes(cfg: FommConfig) -> Shapes:
-    common = cfg.model_params.common_params
-    kp = cfg.model_params.kp_detector_params
-    shapes = _hourglass("predictor", kp.block_expansion, common.num_channels, kp.num_blocks, kp.max_features)
-    features = _hourglass_out(kp.block_expansion, common.num_channels)
-    shapes.update(_conv("kp", common.num_kp, features, 7))
-    if common.estimate_jacobian:
-        maps = 1 if kp.single_jacobian_map else common.num_kp
-        shapes.update(_conv("jacobian", 4 * maps, features, 7))
-    shapes.update(_antialias_kernel("down", common.num_channels, kp.scale_factor))
-    return shapes
-
-
-def _generator_shapes(cfg: FommConfig) -> Shapes:
-    common = cfg.model_params.common_params
-    gen = cfg.model_params.generator_params
-    shapes: Shapes = {}
-    dense = gen.dense_motion_params
-    if dense is not None:
-        # Per keypoint and for the background: a heatmap channel plus the warped source image.
-        in_features = (common.num_kp + 1) * (common.num_channels + 1)
-        name = "dense_motion_network"
-        shapes.update(
-            _hourglass(
-                f"{name}.hourglass", dense.block_expansion, in_features, dense.num_blocks, dense.max_features
-            )
-        )
-        features = _hourglass_out(dense.block_expansion, in_features)
-        shapes.update(_conv(f"{name}.mask", common.num_kp + 1, features, 7))
-        if gen.estimate_occlusion_map:
-            shapes.update(_conv(f"{name}.occlusion", 1, features, 7))
-        shapes.update(_antialias_kernel(f"{name}.down", common.num_channels, dense.scale_factor))
-
-    width = functools.partial(_level_width, gen.block_expansion, gen.max_features)
-    shapes.update(_conv_bn("first", gen.block_expansion, common.num_channels, 7))
-    for i in range(gen.num_down_blocks):
-        shapes.update(_conv_bn(f"down_blocks.{i}", width(i + 1), width(i), 3))
-    for i in range(gen.num_down_blocks):
-        level = gen.num_down_blocks - i
-        shapes.update(_conv_bn(f"up_blocks.{i}", width(level - 1), width(level), 3))
-    bottleneck = width(gen.num_down_blocks)
-    for i in range(gen.num_bottleneck_blocks):
-        block = f"bottleneck.r{i}"
-        shapes.update(_conv(f"{block}.conv1", bottleneck, bottleneck, 3))
-        shapes.update(_conv(f"{block}.conv2", bottleneck, bottleneck, 3))
-        shapes.update(_batch_norm(f"{block}.norm1", bottleneck))
-        shapes.update(_batch_norm(f"{block}.norm2", bottleneck))
-    shapes.update(_conv("final", common.num_channels, gen.block_expansion, 7))
-    return shapes
-
-
-def _discriminator_shapes(cfg: FommConfig) -> Shapes:
-    common = cfg.model_params.common_params
-    disc = cfg.model_params.discriminator_params
-    conv = _spectral_conv if disc.sn else _conv
-    shapes: Shapes = {}
-    for scale in disc.scales:
-        name = "discs." + str(scale).replace(".", "-")
-        out_ch = 0
-        for i in range(disc.num_blocks):
-            if i == 0:
-                in_ch = common.num_channels + (common.num_kp if disc.use_kp else 0)
-            else:
-                in_ch = _level_width(disc.block_expansion, disc.max_features, i)
-            out_ch = _level_width(disc.block_expansion, disc.max_features, i + 1)
-            block = f"{name}.down_blocks.{i}"
-            shapes.update(conv(f"{block}.conv", out_ch, in_ch, 4))
-            if i != 0:  # instance norm with affine parameters and no running statistics
-                shapes.update({f"{block}.norm.weight": (out_ch,), f"{block}.norm.bias": (out_ch,)})
-        shapes.update(conv(f"{name}.conv", 1, out_ch, 1))
-    return shapes

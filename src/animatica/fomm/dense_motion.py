@@ -6,6 +6,9 @@ plus the identity for the background. The source image is warped by each of thes
 an hourglass looks at the warped copies and at the keypoint heatmap differences and predicts
 softmax masks that blend the K+1 motions into one flow, and (optionally) where the source cannot
 be seen in the driving frame (occlusion).
+
+``forward`` is written as these steps, one method each, so that the inference-only
+``fast.FastDenseMotion`` changes how a step runs without a second copy of the maths.
 """
 
 from dataclasses import dataclass
@@ -73,26 +76,40 @@ class DenseMotionNetwork(nn.Module):
         background = identity[None, None].expand(b, 1, h, w, 2)
         return torch.cat([background, to_source], dim=1)
 
+    def heatmap_differences(self, src: MotionSource, kp_driving: Keypoints, h: int, w: int) -> torch.Tensor:
+        """(B, K+1, 1, h, w): driving minus source Gaussians, and a zero map for the background."""
+        b = kp_driving["value"].shape[0]
+        heat = keypoint_heatmaps(kp_driving["value"], h, w, self.kp_variance) - src.heatmaps  # (B, K, h, w)
+        return torch.cat([heat.new_zeros(b, 1, h, w), heat], dim=1).unsqueeze(2)
+
+    def deformed_source(self, src: MotionSource, motions: torch.Tensor) -> torch.Tensor:
+        """(B, K+1, C, h, w): the source warped by each of the K+1 motions (B, K+1, h, w, 2)."""
+        b, k1, h, w = motions.shape[:4]
+        c = src.image.shape[1]
+        image = src.image.expand(b, c, h, w).unsqueeze(1).expand(b, k1, c, h, w).reshape(b * k1, c, h, w)
+        deformed = F.grid_sample(image, motions.reshape(b * k1, h, w, 2), align_corners=True)
+        return deformed.view(b, k1, c, h, w)
+
+    def head_logits(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Mask logits (B, K+1, h, w) and occlusion logits (B, 1, h, w), or None without that head."""
+        mask = at_least_fp32(self.mask(features))
+        occlusion = at_least_fp32(self.occlusion(features)) if self.occlusion is not None else None
+        return mask, occlusion
+
     def forward(self, src: MotionSource, kp_driving: Keypoints) -> dict[str, torch.Tensor]:
         b = kp_driving["value"].shape[0]
         k1 = self.num_kp + 1
         c, h, w = src.image.shape[1:]
         motions = self.sparse_motions(src, kp_driving, h, w)  # (B, K+1, h, w, 2)
-
-        # Heatmap differences, with a zero map for the background motion: (B, K+1, 1, h, w).
-        heat = keypoint_heatmaps(kp_driving["value"], h, w, self.kp_variance) - src.heatmaps
-        heat = torch.cat([heat.new_zeros(b, 1, h, w), heat], dim=1).unsqueeze(2)
-
-        # The source warped by each motion: (B, K+1, C, h, w).
-        image = src.image.expand(b, c, h, w).unsqueeze(1).expand(b, k1, c, h, w).reshape(b * k1, c, h, w)
-        deformed = F.grid_sample(image, motions.reshape(b * k1, h, w, 2), align_corners=True)
-        deformed = deformed.view(b, k1, c, h, w)
+        heat = self.heatmap_differences(src, kp_driving, h, w)  # (B, K+1, 1, h, w)
+        deformed = self.deformed_source(src, motions)  # (B, K+1, C, h, w)
 
         # Channels interleave per motion: [heat_0, r_0, g_0, b_0, heat_1, r_1, ...].
         features = self.hourglass(torch.cat([heat, deformed], dim=2).view(b, k1 * (c + 1), h, w))
-        mask = F.softmax(at_least_fp32(self.mask(features)), dim=1)  # (B, K+1, h, w)
+        mask_logits, occlusion_logits = self.head_logits(features)
+        mask = F.softmax(mask_logits, dim=1)  # (B, K+1, h, w), sums to 1 over the motions
         flow = torch.einsum("bkhw,bkhwc->bhwc", mask, motions)  # (B, h, w, 2)
         out = {"sparse_deformed": deformed, "mask": mask, "deformation": flow}
-        if self.occlusion is not None:
-            out["occlusion_map"] = torch.sigmoid(at_least_fp32(self.occlusion(features)))
+        if occlusion_logits is not None:
+            out["occlusion_map"] = torch.sigmoid(occlusion_logits)  # (B, 1, h, w)
         return out

@@ -38,8 +38,8 @@ from animatica.fomm.blocks import (
 )
 from animatica.fomm.dense_motion import DenseMotionNetwork, MotionSource
 from animatica.fomm.generator import OcclusionAwareGenerator
-from animatica.fomm.geometry import at_least_fp32, keypoint_heatmaps
-from animatica.fomm.keypoint_detector import KPDetector
+from animatica.fomm.geometry import at_least_fp32
+from animatica.fomm.keypoint_detector import Keypoints, KPDetector
 from animatica.fomm.winograd import WinogradConv2d, pad_nhwc
 
 # Winograd pays off when the batched product dominates the transforms' memory traffic: enough
@@ -340,8 +340,10 @@ def flush_tiny(x: torch.Tensor) -> torch.Tensor:
 class FastDenseMotion(DenseMotionNetwork):
     """The dense motion network with denormal-free activations and its two heads as one conv.
 
-    Same maths as ``DenseMotionNetwork.forward``; the mask (K+1 channels) and occlusion (1 channel)
-    heads read the same features, so one 7x7 convolution with K+2 outputs computes both.
+    The maths is ``DenseMotionNetwork``'s; this class changes only how two steps run. The mask
+    (K+1 channels) and occlusion (1 channel) heads read the same features, so one 7x7 convolution
+    with K+2 outputs computes both; and the heatmap tails entering the hourglass and the saturated
+    occlusion sigmoid leaving the network are flushed of denormals.
     """
 
     heads: nn.Conv2d
@@ -359,23 +361,18 @@ class FastDenseMotion(DenseMotionNetwork):
         network.heads = merged.to(heads[0].weight.device)
         return network  # type: ignore[return-value]
 
-    def forward(self, src: MotionSource, kp_driving: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        b = kp_driving["value"].shape[0]
+    def heatmap_differences(self, src: MotionSource, kp_driving: Keypoints, h: int, w: int) -> torch.Tensor:
+        return flush_tiny(super().heatmap_differences(src, kp_driving, h, w))
+
+    def head_logits(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        logits = at_least_fp32(self.heads(features))  # (B, K+1 [+1], h, w)
         k1 = self.num_kp + 1
-        c, h, w = src.image.shape[1:]
-        motions = self.sparse_motions(src, kp_driving, h, w)  # (B, K+1, h, w, 2)
-        heat = keypoint_heatmaps(kp_driving["value"], h, w, self.kp_variance) - src.heatmaps
-        heat = torch.cat([heat.new_zeros(b, 1, h, w), heat], dim=1).unsqueeze(2)
-        image = src.image.expand(b, c, h, w).unsqueeze(1).expand(b, k1, c, h, w).reshape(b * k1, c, h, w)
-        deformed = F.grid_sample(image, motions.reshape(b * k1, h, w, 2), align_corners=True)
-        deformed = deformed.view(b, k1, c, h, w)
-        inputs = torch.cat([flush_tiny(heat), deformed], dim=2).view(b, k1 * (c + 1), h, w)
-        logits = at_least_fp32(self.heads(self.hourglass(inputs)))
-        mask = F.softmax(logits[:, :k1], dim=1)
-        flow = torch.einsum("bkhw,bkhwc->bhwc", mask, motions)
-        out = {"sparse_deformed": deformed, "mask": mask, "deformation": flow}
-        if self.occlusion is not None:
-            out["occlusion_map"] = flush_tiny(torch.sigmoid(logits[:, k1:]))
+        return logits[:, :k1], (logits[:, k1:] if self.occlusion is not None else None)
+
+    def forward(self, src: MotionSource, kp_driving: Keypoints) -> dict[str, torch.Tensor]:
+        out = super().forward(src, kp_driving)
+        if "occlusion_map" in out:
+            out["occlusion_map"] = flush_tiny(out["occlusion_map"])
         return out
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import torch
 
 from animatica.fomm.checkpoint import read_checkpoint, resolve_checkpoint, state_shapes
-from animatica.fomm.config import match_builtin
+from animatica.fomm.networks import match_builtin
 
 # State-dict entries that are buffers, not trained parameters: batch-norm statistics, the fixed
 # anti-aliasing kernels and spectral norm's power-iteration vectors.
@@ -22,8 +22,9 @@ def _parameters(state: object) -> int:
     return sum(v.numel() for k, v in state.items() if isinstance(v, torch.Tensor) and not _is_buffer(k))
 
 
-def inspect_checkpoint(name_or_path: str | Path) -> dict[str, object]:
-    path = resolve_checkpoint(name_or_path)
+def inspect_checkpoint(name_or_path: str | Path, checkpoints_dir: Path | None = None) -> dict[str, object]:
+    """What the checkpoint holds; a bare name is looked up as ``resolve_checkpoint`` does."""
+    path = resolve_checkpoint(name_or_path, checkpoints_dir)
     data = read_checkpoint(path)
     networks = {
         part: _parameters(data[part])

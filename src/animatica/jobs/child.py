@@ -1,17 +1,20 @@
-"""Animation in long-lived child processes, so the web server never waits on it.
+"""Jobs in long-lived child processes, so the web server never waits on them.
 
-Animating holds the GIL and the CPU for minutes; run in a thread of the web process it made status
-polls take seconds. Here every job that runs at the same time has its own child process, spawned
-on first use and kept, so the engine's model cache stays warm between jobs. A child that dies, is
-stopped for a limit or runs out of memory fails only its own job; the next job gets a fresh child.
+Animating holds the GIL and the CPU for minutes; run in a thread of the web process it would make
+status polls take seconds. Here every job that runs at the same time has its own child process,
+spawned on first use and kept, so the engine's model cache stays warm between jobs. A child that
+dies, is stopped for a limit or runs out of memory fails only its own job; the next job gets a
+fresh child. Children serve every kind of job (`animatica.jobs.kinds`): they import the kinds'
+modules when they start and look each job's kind up by name.
 
 Each child runs under an address-space cap (``job_memory_mb``; not on CUDA machines, where the
 driver maps far more than it uses), so an animation that outgrows it fails with a MemoryError in the
 child rather than exhausting the machine; the next job gets a fresh child.
 
-The wire protocol is one request (plain data) down the pipe, then progress messages and exactly one
-final message back. Cancellation goes through a shared event that the pipeline polls; a child that
-does not answer it within ``cancel_grace`` seconds is killed.
+The wire protocol is one request down the pipe, the job's kind name and its request as plain data
+(built by the kind in the parent, so a bad option fails before a child is involved), then progress
+messages and exactly one final message back. Cancellation goes through a shared event that the
+job polls; a child that does not answer it within ``cancel_grace`` seconds is killed.
 """
 
 import contextlib
@@ -24,14 +27,16 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from multiprocessing.context import SpawnContext
 from multiprocessing.synchronize import Event
 from typing import Any
 
 from animatica.errors import AnimaticaError
+from animatica.jobs import kinds
 from animatica.jobs.bounds import cap_memory
-from animatica.jobs.execute import Execution, request_fields, torch_threads
+from animatica.jobs.kinds import Execution
 from animatica.jobs.messages import is_out_of_memory, memory_message
 from animatica.processes import leave_with_parent
 from animatica.settings import Settings
@@ -45,7 +50,8 @@ STOP_SECONDS = 5.0
 
 PROGRESS, DONE, FAILED, CRASHED, NO_MEMORY = "progress", "done", "failed", "crashed", "no-memory"
 
-# What a child does with one request: (request fields, on_progress, should_cancel) -> result.
+# What a child does with every request instead of its kind's ``run`` (tests):
+# (request fields, on_progress, should_cancel) -> result.
 Work = Callable[[dict[str, Any], Callable[[Any], None], Callable[[], bool]], Any]
 
 
@@ -57,22 +63,34 @@ class JobOutOfMemory(AnimaticaError):
     """The job needed more memory than its process may have; the message is meant for the user."""
 
 
-def animate_fields(
-    fields: dict[str, Any], on_progress: Callable[[Any], None], should_cancel: Callable[[], bool]
-) -> Any:
-    """The work of a service child: one pipeline run."""
-    from animatica.pipeline import AnimationRequest, animate
+@dataclass(frozen=True)
+class Started:
+    """The first report of every job: the child has taken it. A fresh child reads its first job only
+    after loading torch, which on a busy machine takes seconds; the job's stall bound counts from
+    here, not from the spawn."""
 
-    return animate(AnimationRequest(**fields), on_progress=on_progress, should_cancel=should_cancel)
+    stage: str = "starting"
+    done: int = 0
+    total: int | None = None
+    eta_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class ChildSetup:
+    """How a child sets itself up once: plain data, sent when it is spawned."""
+
+    torch_threads: int  # the setting; 0 shares the cores between ``jobs_at_once`` jobs
+    jobs_at_once: int
+    memory_mb: int
+    kind_modules: str  # the ``job_kinds`` setting
+    work: Work | None  # None: each job's kind runs it
 
 
 # --- the child side -------------------------------------------------------------------------
 
 
-def _child_main(
-    conn: Connection, cancel: Event, threads: int, memory_mb: int, work: Work, parent: int
-) -> None:
-    """Serve animation requests until the pipe closes or the parent is gone.
+def _child_main(conn: Connection, cancel: Event, setup: ChildSetup, parent: int) -> None:
+    """Serve job requests until the pipe closes or the parent is gone.
 
     Ctrl-C reaches the whole process group and systemd's stop the whole cgroup: the parent decides
     what becomes of the job (back to the queue, usually), so the child ignores both signals and is
@@ -85,17 +103,23 @@ def _child_main(
 
     import torch
 
+    from animatica.device import threads_per_job, use_threads
+
     if not torch.cuda.is_available():  # CUDA maps far more address space than it uses: no cap there
-        cap_memory(memory_mb)
-    torch.set_num_threads(threads)
+        cap_memory(setup.memory_mb)
+    use_threads(threads_per_job(setup.torch_threads, setup.jobs_at_once))
+    kinds.import_modules(setup.kind_modules)
     while True:
         try:
-            fields = conn.recv()
+            request = conn.recv()
         except (EOFError, OSError):
             return
-        if fields is None:
+        if request is None:
             return
+        kind_name, fields = request
+        conn.send((PROGRESS, Started()))
         try:
+            work = setup.work or kinds.get(kind_name).run
             result = work(fields, lambda progress: conn.send((PROGRESS, progress)), cancel.is_set)
         except AnimaticaError as error:
             conn.send((FAILED, (type(error).__module__, type(error).__qualname__, str(error))))
@@ -129,13 +153,13 @@ class _Child:
     twice (a second waiter could then signal a recycled pid).
     """
 
-    def __init__(self, context: SpawnContext, threads: int, memory_mb: int, work: Work) -> None:
+    def __init__(self, context: SpawnContext, setup: ChildSetup) -> None:
         self.conn, child_end = context.Pipe()
         self.cancel = context.Event()
-        self.memory_mb = memory_mb
+        self.memory_mb = setup.memory_mb
         self.process = context.Process(
             target=_child_main,
-            args=(child_end, self.cancel, threads, memory_mb, work, os.getpid()),
+            args=(child_end, self.cancel, setup, os.getpid()),
             name="animatica-animator",
             daemon=True,
         )
@@ -149,7 +173,7 @@ class _Child:
 
     def run(
         self,
-        fields: dict[str, Any],
+        request: tuple[str, dict[str, Any]],
         on_progress: Callable[[Any], None],
         should_cancel: Callable[[], bool],
         cancel_grace: float,
@@ -158,7 +182,7 @@ class _Child:
         self.cancel.clear()
         self.reusable = False  # until the final reply is read: a reply may still be in the pipe
         try:
-            self.conn.send(fields)
+            self.conn.send(request)
         except OSError as error:
             raise ChildDied("The animation process is gone; the job could not be started.") from error
         cancelled_at: float | None = None
@@ -223,14 +247,14 @@ class _Child:
 
 
 class ProcessExecutor:
-    """The service's executor: same call shape as `PipelineExecutor`, pipeline in child processes.
+    """The service's executor: same call shape as `lifecycle.ThreadExecutor`, jobs in child processes.
 
-    ``work`` is what a child does with a request (the pipeline; tests give a function of their own,
-    which must be importable by name in a fresh interpreter).
+    ``work``, when given, replaces every kind's ``run`` in the children (tests give a function of
+    their own, which must be importable by name in a fresh interpreter).
     """
 
     def __init__(
-        self, settings: Settings, *, work: Work = animate_fields, cancel_grace: float = CANCEL_GRACE_SECONDS
+        self, settings: Settings, *, work: Work | None = None, cancel_grace: float = CANCEL_GRACE_SECONDS
     ) -> None:
         self._settings = settings
         self._work = work
@@ -244,10 +268,13 @@ class ProcessExecutor:
     def __call__(
         self, execution: Execution, on_progress: Callable[[Any], None], should_cancel: Callable[[], bool]
     ) -> Any:
-        fields = request_fields(self._settings, execution)  # a bad engine fails before any child starts
+        kind = kinds.get(execution.kind)
+        fields = kind.request(self._settings, execution)  # a bad option fails before any child starts
         child = self._checkout()
         try:
-            return child.run(fields, on_progress, should_cancel, self._cancel_grace, self._closing)
+            return child.run(
+                (kind.name, fields), on_progress, should_cancel, self._cancel_grace, self._closing
+            )
         finally:
             self._checkin(child)
 
@@ -284,8 +311,15 @@ class ProcessExecutor:
             raise ChildDied("The animation processes are stopping; the job could not be started.")
         child = self._take_idle()
         if child is None:
-            memory_mb = self._settings.job_memory_mb
-            child = _Child(self._context, torch_threads(self._settings), memory_mb, self._work)
+            settings = self._settings
+            setup = ChildSetup(
+                settings.torch_threads,
+                settings.worker_concurrency,
+                settings.job_memory_mb,
+                settings.job_kinds,
+                self._work,
+            )
+            child = _Child(self._context, setup)
             with self._lock:
                 self._busy.add(child)
         return child

@@ -10,15 +10,13 @@ engine when the job is submitted, so a job's record says what actually ran.
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from animatica.engines import AUTO, ENGINES, choose_engine
 from animatica.errors import CheckpointError
 from animatica.settings import Settings
 
 log = logging.getLogger("animatica.jobs")
 
-ENGINES = ("landmarks", "fomm")
-REQUESTABLE = (*ENGINES, "auto")
 # Shown to users, so it names no server path; the operator finds the detail in the log.
 NO_WEIGHTS = "this server has no FOMM model weights installed, so the fomm engine cannot run"
 TURNED_OFF = "the fomm engine is turned off on this server"
@@ -53,7 +51,7 @@ def fomm_weights(settings: Settings) -> FommWeights:
     found = _named(settings, wanted) if len(path.parts) == 1 and not path.is_file() else None
     if found is None:
         try:
-            found = resolve_checkpoint(wanted)
+            found = resolve_checkpoint(wanted, settings.checkpoints_dir)
         except CheckpointError as error:
             if str(error) not in _reported:  # every page view asks; tell the operator once
                 _reported.add(str(error))
@@ -71,29 +69,36 @@ def fomm_problem(settings: Settings) -> str | None:
     return None
 
 
-def concrete_engine(settings: Settings, requested: str) -> str:
-    """The engine a request for ``requested`` runs on: ``auto`` is the operator's default engine.
+def default_weights(settings: Settings) -> str | None:
+    """The FOMM weights ``auto`` runs with here: the operator's, once the operator made fomm the default.
 
-    The shipped ``demo`` FOMM model was trained on procedural shapes, not faces, so ``auto`` does
-    not switch to FOMM just because weights resolve: the operator opts in with
+    The shipped ``demo`` FOMM model was trained on procedural shapes, not faces, so weights that
+    merely resolve do not make ``auto`` pick FOMM: the operator opts in with
     ``ANIMATICA_ENGINE=fomm`` (and a face checkpoint such as vox-cpk in ``ANIMATICA_FOMM_CHECKPOINT``).
-    Raises CheckpointError when fomm is asked for and cannot run; the caller refuses the job
-    before taking its credit. Unknown names are the caller's to refuse.
     """
-    if requested == "auto":
-        requested = settings.engine if settings.engine in ("fomm", "landmarks") else "landmarks"
-    if requested == "fomm":
+    return settings.fomm_checkpoint.strip() or None if settings.engine == "fomm" else None
+
+
+def default_engine(settings: Settings) -> str:
+    """The engine a job that names none (or names ``auto``) runs on, whether or not it can run now."""
+    return choose_engine(AUTO, default_weights(settings))
+
+
+def concrete_engine(settings: Settings, requested: str) -> str:
+    """The engine a request for ``requested`` runs on: `choose_engine` with the operator's weights.
+
+    Raises CheckpointError when fomm is asked for (or is the operator's default) and cannot run;
+    the caller refuses the job before taking its credit.
+    """
+    name = choose_engine(requested, default_weights(settings))
+    if name == "fomm":
         fomm_weights(settings)
-    return requested
+    return name
 
 
-def request_options(settings: Settings, engine: str) -> dict[str, Any]:
-    """``engine``/``checkpoint``/``config`` for ``AnimationRequest``, from the operator's settings."""
-    name = concrete_engine(settings, engine)
-    if name != "fomm":
-        return {"engine": name}
-    weights = fomm_weights(settings)
-    return {"engine": name, "checkpoint": str(weights.checkpoint), "config": weights.config}
+def weights_for(settings: Settings, engine: str) -> FommWeights | None:
+    """The operator's FOMM weights when ``engine`` runs on fomm, None when it needs none."""
+    return fomm_weights(settings) if concrete_engine(settings, engine) == "fomm" else None
 
 
 @dataclass(frozen=True)
@@ -105,5 +110,5 @@ class EngineStatus:
 
 def engine_statuses(settings: Settings) -> list[EngineStatus]:
     """Every engine a job may name, with whether this server can run it right now."""
-    fomm = fomm_problem(settings)
-    return [EngineStatus("landmarks", True, None), EngineStatus("fomm", fomm is None, fomm)]
+    problems = {"fomm": fomm_problem(settings)}
+    return [EngineStatus(name, problems.get(name) is None, problems.get(name)) for name in ENGINES]

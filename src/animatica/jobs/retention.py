@@ -12,7 +12,8 @@ from sqlalchemy import or_, select, update
 from animatica.db.models import Job
 from animatica.db.session import Database
 from animatica.db.types import utcnow
-from animatica.jobs.store import FINAL
+from animatica.jobs import state
+from animatica.jobs.state import FINAL
 from animatica.settings import Settings
 from animatica.storage.base import Storage
 
@@ -48,8 +49,7 @@ def purge_expired(db: Database, storage: Storage, settings: Settings) -> int:
     for row in results:
         storage.delete(row.result_key)
         deleted += 1
-        with db.transaction() as session:
-            session.execute(update(Job).where(Job.id == row.id).values(result_key=None, stage="expired"))
+        state.expire_result(db, row.id)
     if deleted:
         log.info("retention deleted files", extra={"files": deleted})
     return deleted

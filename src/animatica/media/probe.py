@@ -29,7 +29,7 @@ from animatica.media.container import (
     open_video,
     rotation_quarters,
 )
-from animatica.settings import get_settings
+from animatica.media.limits import DEFAULT_LIMITS, MediaLimits
 
 MediaKind = Literal["image", "video", "frames"]
 
@@ -68,46 +68,46 @@ class MediaInfo:
     frame_count_exact: bool = True
 
 
-def probe(path: Path) -> MediaInfo:
+def probe(path: Path, limits: MediaLimits = DEFAULT_LIMITS) -> MediaInfo:
     """Identify ``path`` as an image, a video or a folder of PNG frames and validate it.
 
     Raises ``MediaError`` for anything that cannot be animated: a missing, empty, corrupt,
     truncated or non-media file, a video without decodable frames, an image over
-    ``max_image_pixels`` (checked from the header, before decoding) or a video over
-    ``max_video_frames``.
+    ``limits.max_image_pixels`` (checked from the header, before decoding) or a video over
+    ``limits.max_video_frames``.
     """
     path = Path(path)
     if path.is_dir():
-        return probe_frames(path)
+        return probe_frames(path, limits)
     check_file(path)
-    image = _probe_image_or_none(path)
+    image = _probe_image_or_none(path, limits)
     if image is not None:
         return image
-    return probe_video(path)
+    return probe_video(path, limits)
 
 
-def probe_image(path: Path) -> MediaInfo:
+def probe_image(path: Path, limits: MediaLimits = DEFAULT_LIMITS) -> MediaInfo:
     """Probe a file that must be a still image."""
     path = Path(path)
     check_file(path)
-    info = _probe_image_or_none(path)
+    info = _probe_image_or_none(path, limits)
     if info is None:
         raise not_media_error(path)
     return info
 
 
-def open_image(path: Path) -> Image.Image:
+def open_image(path: Path, limits: MediaLimits = DEFAULT_LIMITS) -> Image.Image:
     """Open an accepted still image lazily (header only), or raise ``MediaError`` if it is not one.
 
-    Pillow's own decompression-bomb refusal (at twice its default limit) is reported like ours;
-    its warning for merely large images is silenced because our limit decides.
+    Pillow's own decompression-bomb refusal (at twice its default limit) is reported like ours,
+    naming ``limits``; its warning for merely large images is silenced because our limit decides.
     """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             return Image.open(path, formats=IMAGE_FORMATS)
     except Image.DecompressionBombError as exc:
-        raise _too_many_pixels(path, None) from exc
+        raise _too_many_pixels(path, None, limits) from exc
     except Image.UnidentifiedImageError:
         raise
     except DECODE_ERRORS as exc:
@@ -151,14 +151,14 @@ class TooManyPixels(MediaError):
     """
 
 
-def check_pixels(path: Path, width: int, height: int) -> None:
-    """Refuse images (and video frames) with more pixels than ``max_image_pixels``."""
-    if width * height > get_settings().max_image_pixels:
-        raise _too_many_pixels(path, (width, height))
+def check_pixels(path: Path, width: int, height: int, limits: MediaLimits = DEFAULT_LIMITS) -> None:
+    """Refuse images (and video frames) with more pixels than ``limits.max_image_pixels``."""
+    if width * height > limits.max_image_pixels:
+        raise _too_many_pixels(path, (width, height), limits)
 
 
-def _too_many_pixels(path: Path, size: tuple[int, int] | None) -> MediaError:
-    limit = get_settings().max_image_pixels
+def _too_many_pixels(path: Path, size: tuple[int, int] | None, limits: MediaLimits) -> MediaError:
+    limit = limits.max_image_pixels
     dims = f" is {size[0]}x{size[1]} pixels," if size else ""
     return TooManyPixels(
         f"{path}{dims} is larger than the limit of {limit:,} pixels (a possible decompression bomb); "
@@ -166,15 +166,15 @@ def _too_many_pixels(path: Path, size: tuple[int, int] | None) -> MediaError:
     )
 
 
-def _probe_image_or_none(path: Path) -> MediaInfo | None:
+def _probe_image_or_none(path: Path, limits: MediaLimits) -> MediaInfo | None:
     """Probe a still image, or return None when Pillow does not recognise the file."""
     try:
-        image = open_image(path)
+        image = open_image(path, limits)
     except Image.UnidentifiedImageError:
         return None
     with image:
         width, height = upright_size(image)
-        check_pixels(path, width, height)
+        check_pixels(path, width, height, limits)
         _verify_decodes(path, image)
     return MediaInfo(
         path=path,
@@ -204,7 +204,7 @@ def _verify_decodes(path: Path, image: Image.Image) -> None:
         ) from exc
 
 
-def probe_video(path: Path) -> MediaInfo:
+def probe_video(path: Path, limits: MediaLimits = DEFAULT_LIMITS) -> MediaInfo:
     """Probe a file that must be a video: decode its first frame and check that its end is there."""
     path = Path(path)
     container = open_video(path)
@@ -213,7 +213,7 @@ def probe_video(path: Path) -> MediaInfo:
         first = _first_frame(path, container, stream)
         quarters = rotation_quarters(first.rotation)
         width, height = (first.height, first.width) if quarters % 2 else (first.width, first.height)
-        check_pixels(path, width, height)
+        check_pixels(path, width, height, limits)
         rate = frame_rate(stream)
         end, own_end = declared_end(container, stream)
         start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
@@ -224,7 +224,7 @@ def probe_video(path: Path) -> MediaInfo:
         else:
             frame_count = round(duration * rate) if duration is not None and rate is not None else None
             exact = False
-        limit = get_settings().max_video_frames
+        limit = limits.max_video_frames
         if frame_count is not None and frame_count > limit:
             raise MediaError(
                 f"{path} has {'' if exact else 'about '}{frame_count:,} frames, more than the limit of "
@@ -395,7 +395,7 @@ def frame_files(folder: Path) -> list[Path]:
     return sorted(files, key=lambda entry: natural_key(entry.name))
 
 
-def probe_frames(folder: Path) -> MediaInfo:
+def probe_frames(folder: Path, limits: MediaLimits = DEFAULT_LIMITS) -> MediaInfo:
     """Probe a folder of PNG frames: the first frame fixes the size every other frame must have."""
     folder = Path(folder)
     files = frame_files(folder)
@@ -404,13 +404,13 @@ def probe_frames(folder: Path) -> MediaInfo:
             f"{folder} is a folder without PNG frames; give an image, a video, "
             "or a folder of 00000.png… frames."
         )
-    limit = get_settings().max_video_frames
+    limit = limits.max_video_frames
     if len(files) > limit:
         raise MediaError(
             f"{folder} has {len(files):,} frames, more than the limit of {limit:,}; "
             "use fewer frames or raise ANIMATICA_MAX_VIDEO_FRAMES."
         )
-    first = probe_image(files[0])
+    first = probe_image(files[0], limits)
     return MediaInfo(
         path=folder,
         kind="frames",

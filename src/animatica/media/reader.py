@@ -25,6 +25,7 @@ from PIL import Image
 from animatica.errors import MediaError
 from animatica.media.container import declared_end, not_media_error, rotation_quarters
 from animatica.media.image import decode_picture
+from animatica.media.limits import DEFAULT_LIMITS, MediaLimits
 from animatica.media.probe import (
     MediaInfo,
     check_pixels,
@@ -34,7 +35,6 @@ from animatica.media.probe import (
     upright_size,
 )
 from animatica.media.seek import open_at
-from animatica.settings import get_settings
 
 
 class FrameLimitExceeded(MediaError):
@@ -44,35 +44,37 @@ class FrameLimitExceeded(MediaError):
     """
 
 
-def read_image(path: Path) -> np.ndarray:
-    """Read a picture as an upright ``(H, W, 3)`` uint8 RGB array.
+def read_image(path: Path, limits: MediaLimits = DEFAULT_LIMITS) -> np.ndarray:
+    """Read a picture as an upright ``(H, W, 3)`` uint8 RGB array, within ``limits``.
 
     The pixels are those the service's upload check stores for the same file (both go through
     ``animatica.media.image.decode_picture``): EXIF orientation applied, transparency over
     white, 16-bit grayscale scaled to 8 bits. Given a video or a frame folder, the first frame
     is returned, which lets a clip stand in for a photo.
     """
-    info = probe(Path(path))
+    info = probe(Path(path), limits)
     if info.kind == "image":
-        return _load_still(info.path)
-    frames = iter_frames(info.path)
+        return _load_still(info.path, limits)
+    frames = iter_frames(info.path, limits=limits)
     try:
         return next(frames)
     finally:
         frames.close()
 
 
-def _load_still(path: Path) -> np.ndarray:
+def _load_still(path: Path, limits: MediaLimits) -> np.ndarray:
     try:
-        image = open_image(path)
+        image = open_image(path, limits)
     except Image.UnidentifiedImageError as exc:  # a later frame of a folder, or replaced since probed
         raise not_media_error(path) from exc
     with image:
-        check_pixels(path, *upright_size(image))
+        check_pixels(path, *upright_size(image), limits)
         return decode_picture(image, path)
 
 
-def iter_frames(path: Path, start: int = 0, max_frames: int | None = None) -> Iterator[np.ndarray]:
+def iter_frames(
+    path: Path, start: int = 0, max_frames: int | None = None, *, limits: MediaLimits = DEFAULT_LIMITS
+) -> Iterator[np.ndarray]:
     """Yield the frames of a video file or a PNG-frame folder as ``(H, W, 3)`` uint8 RGB arrays.
 
     The input is probed first, so a truncated or unusable file fails before the first frame.
@@ -86,23 +88,26 @@ def iter_frames(path: Path, start: int = 0, max_frames: int | None = None) -> It
 
     ``max_frames`` is the caller's own limit on the video's length, counted on the frames
     actually decoded (frame indices from the start of the video, whatever ``start`` is), not on
-    what the header claims: decoding past it raises ``FrameLimitExceeded``.
+    what the header claims: decoding past it raises ``FrameLimitExceeded``. ``limits`` are the
+    general guards (pixels per frame, frames per video), held on the probe and on decoding alike.
     """
     if start < 0:
         raise ValueError(f"start must be 0 or more, got {start}")
     if max_frames is not None and max_frames < 1:
         raise ValueError(f"max_frames must be at least 1, got {max_frames}")
-    info = probe(Path(path))
+    info = probe(Path(path), limits)
     if info.kind == "video":
-        return _iter_video(info, start, max_frames)
+        return _iter_video(info, start, max_frames, limits)
     if info.kind == "frames":
-        return _iter_folder(info, start, max_frames)
+        return _iter_folder(info, start, max_frames, limits)
     raise MediaError(f"{info.path} is an image; a video or a folder of frames is needed here.")
 
 
-def _iter_video(info: MediaInfo, start: int, max_frames: int | None) -> Iterator[np.ndarray]:
+def _iter_video(
+    info: MediaInfo, start: int, max_frames: int | None, limits: MediaLimits
+) -> Iterator[np.ndarray]:
     path = info.path
-    limit = get_settings().max_video_frames
+    limit = limits.max_video_frames
     with contextlib.ExitStack() as stack:
         container, stream, index, frames = open_at(path, start, stack)
         past_end = _past_declared_end(info, container, stream)
@@ -191,13 +196,15 @@ def _check_reached_end(
         )
 
 
-def _iter_folder(info: MediaInfo, start: int, max_frames: int | None) -> Iterator[np.ndarray]:
+def _iter_folder(
+    info: MediaInfo, start: int, max_frames: int | None, limits: MediaLimits
+) -> Iterator[np.ndarray]:
     expected = (info.height, info.width)
     files = frame_files(info.path)
     if max_frames is not None and len(files) > max_frames:
         raise _over_limit(info.path, max_frames)
     for file in files[start:]:
-        frame = _load_still(file)
+        frame = _load_still(file, limits)
         if frame.shape[:2] != expected:
             raise MediaError(
                 f"{file} is {frame.shape[1]}x{frame.shape[0]} but the folder's first frame is "

@@ -50,6 +50,12 @@ def summary(db: Database, user_id: int) -> UserSummary:
         )
 
 
+def balance(db: Database, user_id: int) -> int:
+    """The credits the user can spend now."""
+    with db.read() as session:
+        return ledger.balance(session, user_id)
+
+
 def _by_name(db: Database, username: str) -> int:
     with db.read() as session:
         user_id = session.scalar(select(User.id).where(User.username == username))

@@ -5,19 +5,39 @@ not found (404), which also hides whether an id exists. Both the JSON API and th
 call these functions, so they cannot drift apart in what they allow.
 """
 
+import io
+import tempfile
+from contextlib import suppress
 from dataclasses import dataclass
+from pathlib import Path
 
+from PIL import Image
 from sqlalchemy import delete, func, select
 
 from animatica.db.models import Job
-from animatica.jobs import store
+from animatica.jobs import state
+from animatica.jobs.engine_choice import default_engine, engine_statuses
 from animatica.service.context import ServiceContext
 from animatica.service.errors import Conflict, Gone, NotFound
-from animatica.service.schemas import JobView
+from animatica.service.schemas import EngineList, EngineView, JobView
+from animatica.settings import Settings
+from animatica.storage.base import StorageError
+
+THUMBNAIL_SIDE = 320
+
+
+def engine_list(settings: Settings) -> EngineList:
+    """The engines a job may name, whether this server can run each, and the one ``auto`` runs on."""
+    return EngineList(
+        default=default_engine(settings),
+        engines=[
+            EngineView(id=e.id, available=e.available, reason=e.reason) for e in engine_statuses(settings)
+        ],
+    )
 
 
 def job_view(job: Job) -> JobView:
-    has_result = job.status == store.SUCCEEDED and job.result_key is not None
+    has_result = job.status == state.SUCCEEDED and job.result_key is not None
     return JobView(
         id=job.id,
         status=job.status,
@@ -70,22 +90,46 @@ def history(ctx: ServiceContext, user_id: int, limit: int, offset: int) -> Histo
 def result_key(ctx: ServiceContext, user_id: int, job_id: str) -> str:
     """The stored key of a finished job's video; 409 before success, 410 after retention."""
     job = load_job(ctx, user_id, job_id)
-    if job.status != store.SUCCEEDED:
+    if job.status != state.SUCCEEDED:
         raise Conflict(f"The animation is {job.status}; its result is not available.")
     if job.result_key is None:
         raise Gone("This result was deleted by the retention policy; animate again.")
     return job.result_key
 
 
+def thumbnail(ctx: ServiceContext, user_id: int, job_id: str) -> bytes:
+    """A small JPEG of the job's source picture, made on demand; 404 once the picture is gone."""
+    job = load_job(ctx, user_id, job_id)
+    if not job.source_key:
+        raise NotFound("The picture of this animation is no longer kept.")
+    with tempfile.TemporaryDirectory(prefix="animatica-thumb-") as tmp:
+        path = Path(tmp) / "source.png"
+        try:
+            ctx.storage.get_file(job.source_key, path)
+        except StorageError as error:
+            raise NotFound("The picture of this animation is no longer kept.") from error
+        with Image.open(path) as image:
+            image.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+            buffer = io.BytesIO()
+            image.convert("RGB").save(buffer, format="JPEG", quality=82)
+    return buffer.getvalue()
+
+
 def cancel(ctx: ServiceContext, user_id: int, job_id: str) -> Job:
     """Cancel a queued job now (credit returned) or ask its worker to stop; 409 when already over."""
     job = load_job(ctx, user_id, job_id)
-    if job.status in store.FINAL:
+    if job.status in state.FINAL:
         raise Conflict(f"The animation already {job.status}; there is nothing to cancel.")
     with ctx.db.transaction() as session:
-        store.request_cancel(session, job)
+        state.request_cancel(session, job)
     ctx.runner.cancel_local(job_id)
     return load_job(ctx, user_id, job_id)
+
+
+def stop(ctx: ServiceContext, user_id: int, job_id: str) -> None:
+    """Cancel the job unless it is already over (a waiting client gives up either way)."""
+    with suppress(Conflict):
+        cancel(ctx, user_id, job_id)
 
 
 def remove(ctx: ServiceContext, user_id: int, job_id: str) -> None:
@@ -95,15 +139,15 @@ def remove(ctx: ServiceContext, user_id: int, job_id: str) -> None:
     be left behind with no row pointing at it.
     """
     job = load_job(ctx, user_id, job_id)
-    if job.status == store.QUEUED:
+    if job.status == state.QUEUED:
         with ctx.db.transaction() as session:
-            store.request_cancel(session, job)
+            state.request_cancel(session, job)
         job = load_job(ctx, user_id, job_id)
-    if job.status not in store.FINAL:
+    if job.status not in state.FINAL:
         raise Conflict("The animation is running; cancel it and wait for it to stop before deleting it.")
     with ctx.db.transaction() as session:
         session.execute(
-            delete(Job).where(Job.id == job_id, Job.user_id == user_id, Job.status.in_(store.FINAL))
+            delete(Job).where(Job.id == job_id, Job.user_id == user_id, Job.status.in_(state.FINAL))
         )
     for key in (job.source_key, job.driving_key, job.result_key):
         if key:

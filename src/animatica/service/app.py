@@ -1,8 +1,10 @@
 """The FastAPI application: wiring only; behaviour lives in the modules it includes."""
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -11,14 +13,8 @@ from fastapi.responses import JSONResponse
 
 from animatica.errors import AnimaticaError
 from animatica.jobs.child import ProcessExecutor
-from animatica.jobs.execute import Executor, PipelineExecutor
-from animatica.service import pages, ratelimit, startup, upload_checks
-from animatica.service.routes import auth as routes_auth
-from animatica.service.routes import engine as routes_engine
-from animatica.service.routes import jobs as routes_jobs
-from animatica.service.routes import local_pay as routes_local_pay
-from animatica.service.routes import ops as routes_ops
-from animatica.service.routes import v0 as routes_v0
+from animatica.jobs.lifecycle import Executor, ThreadExecutor
+from animatica.service import pages, ratelimit, startup
 from animatica.service.auth import bound_password_hashing
 from animatica.service.context import ServiceContext, build_context
 from animatica.service.errors import status_for
@@ -27,6 +23,13 @@ from animatica.service.limits import BodyLimitMiddleware
 from animatica.service.logs import configure_logging
 from animatica.service.observe import ObserveMiddleware
 from animatica.service.payments import choose_provider
+from animatica.service.routes import auth as routes_auth
+from animatica.service.routes import engine as routes_engine
+from animatica.service.routes import jobs as routes_jobs
+from animatica.service.routes import local_pay as routes_local_pay
+from animatica.service.routes import ops as routes_ops
+from animatica.service.routes import v0 as routes_v0
+from animatica.service.uploads import checks as upload_checks
 from animatica.settings import Settings, get_settings
 
 log = logging.getLogger("animatica.service")
@@ -35,20 +38,37 @@ MULTIPART_OVERHEAD = 64 * 1024
 
 
 def create_app(
-    settings: Settings | None = None, executor: Executor | None = None, *, bind_host: str | None = None
+    settings: Settings | None = None,
+    executor: Executor | None = None,
+    *,
+    bind_host: str | None = None,
+    runner_elsewhere: bool = False,
 ) -> FastAPI:
     """Build the app for these settings; `executor` replaces the pipeline (tests, integrations).
 
     `bind_host` is the address the server listens on, when known: on a loopback address the
     'auto' payment provider may be the simulated one, anywhere else (or unknown) it may not.
     Unsafe settings raise ``UnsafeSettings`` before anything is opened or started.
+
+    Also the factory of multi-process servers (``uvicorn --factory --workers N
+    animatica.service.app:create_app``, or gunicorn with uvicorn workers): with
+    ``ANIMATICA_WORKER_ENABLED`` on, exactly one process at a time runs the database's jobs, the
+    others wake it (``jobs.runner_process``). `runner_elsewhere` is a web process of ``animatica
+    serve``, whose runner has its own process. With ``PROMETHEUS_MULTIPROC_DIR`` set before the
+    processes start, ``/metrics`` shows the sums of all of them.
     """
     settings = settings or get_settings()
     configure_logging(settings.log_format, settings.log_level)
     startup.check_settings(settings)
     settings = settings.model_copy(update={"payment_provider": choose_provider(settings, bind_host)})
-    owned = None if executor is not None else _default_executor(settings)
-    ctx = build_context(settings, executor or owned)
+    owned = None if executor is not None else default_executor(settings)
+    shared_metrics = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    ctx = build_context(
+        settings,
+        executor or owned,
+        may_host_runner=not runner_elsewhere,
+        metrics_dir=Path(shared_metrics) if shared_metrics else None,
+    )
     bound_password_hashing(settings.password_hash_concurrency, settings.password_hash_queue)
     startup.log_payment_mode(settings, ctx.payments.name, bind_host)
 
@@ -92,10 +112,10 @@ def create_app(
     return app
 
 
-def _default_executor(settings: Settings) -> Executor:
+def default_executor(settings: Settings) -> Executor:
     """Child processes unless told otherwise: animating in a server thread starves requests."""
     if settings.worker_mode == "thread":
-        return PipelineExecutor(settings)
+        return ThreadExecutor(settings)
     return ProcessExecutor(settings)
 
 
@@ -154,32 +174,11 @@ def server_options(host: str, port: int, settings: Settings) -> dict[str, Any]:
     }
 
 
-def serve(host: str = "127.0.0.1", port: int = 8000, settings: Settings | None = None) -> None:
-    """Run the service with uvicorn until interrupted (``animatica serve``).
+def serve(
+    host: str = "127.0.0.1", port: int = 8000, settings: Settings | None = None, workers: int = 1
+) -> None:
+    """Run the service until interrupted (``animatica serve``): ``workers`` web processes and the
+    job runner's process (see ``service.serving``)."""
+    from animatica.service.serving import serve as serve_processes
 
-    With ``ANIMATICA_METRICS_BIND`` the Prometheus metrics are also served, without a token, on
-    that separate address, which is meant to be reachable only by the scraper.
-    """
-    import uvicorn
-    from prometheus_client import start_http_server
-
-    settings = settings or get_settings()
-    app = create_app(settings, bind_host=host)
-    listener = None
-    if settings.metrics_bind:
-        metrics_host, metrics_port = startup.parse_bind(settings.metrics_bind)
-        try:
-            listener, _thread = start_http_server(
-                metrics_port, addr=metrics_host, registry=app.state.ctx.metrics.registry
-            )
-        except OSError as exc:
-            raise startup.UnsafeSettings(
-                f"ANIMATICA_METRICS_BIND {settings.metrics_bind} cannot be listened on: {exc.strerror}."
-            ) from exc
-        log.info("metrics served on %s", settings.metrics_bind)
-    try:
-        uvicorn.run(app, **server_options(host, port, settings))
-    finally:
-        if listener is not None:
-            listener.shutdown()
-            listener.server_close()
+    serve_processes(host, port, settings, workers)

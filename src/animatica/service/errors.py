@@ -7,6 +7,7 @@ status in ``status_for``.
 
 from animatica.db.ledger import InsufficientCredits
 from animatica.errors import AnimaticaError, MediaError
+from animatica.jobs.options import InvalidOptions
 
 
 class ServiceError(AnimaticaError):
@@ -58,6 +59,6 @@ def status_for(error: AnimaticaError) -> int:
         return error.status_code
     if isinstance(error, InsufficientCredits):
         return 402
-    if isinstance(error, MediaError):
+    if isinstance(error, (MediaError, InvalidOptions)):
         return 422
     return 400

@@ -257,7 +257,7 @@ def complete_payment(
 
 
 def confirm_from_client(db: Database, provider: PaymentProvider, checkout_id: str, user_id: int) -> Payment:
-    """The seed's ``POST /payments``: ask the provider, never the client, whether it is paid."""
+    """``POST /payments``, the client saying it paid: ask the provider, never the client, whether it is."""
     payment = find_checkout(db, checkout_id, user_id)
     if payment.status != "paid":
         status = provider.status(checkout_id)

@@ -104,6 +104,12 @@ def shared_store_url(settings: Settings) -> str:
     return ""
 
 
+def active_limit_settings(settings: Settings) -> list[str]:
+    """The environment names of the rate limits that are on (an empty rate turns one off)."""
+    names = [name for name in type(settings).model_fields if name.startswith("rate_limit_")]
+    return [f"ANIMATICA_{name.upper()}" for name in names if getattr(settings, name)]
+
+
 class RateLimits:
     """The limits of one app; `hit` counts a request and refuses it once a budget is spent."""
 
@@ -253,7 +259,8 @@ class SyncSlots:
     Waiting costs no thread, but each open request still holds its uploads, a connection and a
     poll of the database; so one user may keep `per_user` of them open and everyone together
     `total`. A request over either is refused at once (429), before a credit is reserved.
-    Counted per process, like the connections they bound.
+    Counted per process, like the connections they bound: a server of N web processes holds up
+    to N times as many.
     """
 
     def __init__(self, per_user: int, total: int) -> None:

@@ -47,8 +47,11 @@ class JobView(BaseModel):
     stage: str
     eta_seconds: float | None
     error: str | None
-    engine: str
-    options: dict[str, Any]
+    engine: str = Field(description="The engine the job runs on (``auto`` is resolved on submission).")
+    options: dict[str, Any] = Field(
+        description="The job's options (``jobs.options.JobOptions`` without the engine): what the user "
+        "chose, and the length limit in frames and frame rate measured on the upload."
+    )
     source_name: str
     driving_name: str
     frames: int | None

@@ -1,64 +1,75 @@
-"""Turning two uploads into a queued job: validate, store, reserve a credit, queue.
+"""Turning two uploads, or a finished job's stored inputs, into a queued job.
 
 Refused uploads cost nothing and leave nothing behind: files are checked in a temporary folder
 that is always removed, and stored files are deleted again if the credit cannot be reserved.
+A re-run copies the stored inputs inside the store, so they never travel through the server.
 """
 
 import tempfile
 import uuid
-from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePosixPath
 
 from fastapi import UploadFile
 
 from animatica.db import ledger
 from animatica.errors import CheckpointError
-from animatica.jobs import store
-from animatica.jobs.engine_choice import REQUESTABLE, concrete_engine
-from animatica.service import upload_checks
+from animatica.jobs import state
+from animatica.jobs.engine_choice import concrete_engine
+from animatica.jobs.lifecycle import announce
+from animatica.jobs.options import JobOptions
+from animatica.service.animations import load_job
 from animatica.service.context import ServiceContext
 from animatica.service.deps import CurrentUser
-from animatica.service.errors import Invalid
-from animatica.service.plans import get_plan
+from animatica.service.errors import Gone, Invalid
+from animatica.service.plans import Plan, get_plan
 from animatica.service.ratelimit import SUBMIT_ACCOUNT, rate_limits
-from animatica.service.upload_checks import Upload
-from animatica.service.uploads import receive, sanitize_filename
+from animatica.service.uploads import checks as upload_checks
+from animatica.service.uploads.checks import Upload
+from animatica.service.uploads.receive import receive, sanitize_filename
+from animatica.service.uploads.validate import frame_limit
 from animatica.settings import Settings
+from animatica.storage.base import MissingFile
 
-FITS = ("crop", "pad", "stretch")
+
+def runnable(settings: Settings, options: JobOptions) -> JobOptions:
+    """The options with the concrete engine this server runs them on; Invalid (422) when it cannot.
+
+    ``auto`` is resolved here, once, so the job's record says what actually ran.
+    """
+    try:
+        engine = concrete_engine(settings, options.engine)
+    except CheckpointError as error:
+        message = str(error)
+        raise Invalid(message[:1].upper() + message[1:]) from error
+    return options.but(engine=engine)
 
 
-@dataclass(frozen=True)
-class JobOptions:
-    engine: str
-    relative: bool = True
-    adapt_scale: bool = False
-    crop_face: bool = False
-    find_best_frame: bool = False
-    fit: str = "crop"
-
-    def check(self, settings: Settings) -> "JobOptions":
-        """The options with a concrete engine that this server can run; Invalid (422) otherwise."""
-        if self.engine not in REQUESTABLE:
-            raise Invalid(f"Unknown engine {self.engine!r}; use one of {', '.join(REQUESTABLE)}.")
-        if self.fit not in FITS:
-            raise Invalid(f"Unknown fit {self.fit!r}; use one of {', '.join(FITS)}.")
-        try:
-            engine = concrete_engine(settings, self.engine)
-        except CheckpointError as error:
-            message = str(error)
-            raise Invalid(message[:1].upper() + message[1:]) from error
-        return replace(self, engine=engine)
-
-    def pipeline_options(self) -> dict[str, Any]:
-        return {
-            "relative": self.relative,
-            "adapt_scale": self.adapt_scale,
-            "crop_face": self.crop_face,
-            "find_best_frame": self.find_best_frame,
-            "fit": self.fit,
-        }
+def _queue(
+    ctx: ServiceContext,
+    user: CurrentUser,
+    plan: Plan,
+    job_id: str,
+    options: JobOptions,
+    names: tuple[str, str],
+    keys: tuple[str, str],
+    notes: list[str],
+) -> None:
+    """Reserve the credit and record the job, then hand it to whoever runs jobs."""
+    with ctx.db.transaction() as session:
+        state.create(
+            session,
+            job_id=job_id,
+            user_id=user.id,
+            engine=options.engine,
+            options=options.to_row(),
+            priority=plan.priority,
+            source_name=names[0],
+            driving_name=names[1],
+            source_key=keys[0],
+            driving_key=keys[1],
+            notes=notes,
+        )
+    announce(ctx.settings, ctx.db, job_id, plan.priority, ctx.runner.notify)
 
 
 def submit(
@@ -76,7 +87,7 @@ def submit(
     at its owner's plan priority, whichever endpoint it came through.
     """
     rate_limits(ctx).hit(SUBMIT_ACCOUNT, str(user.id))
-    options = options.check(ctx.settings)
+    options = runnable(ctx.settings, options)
     plan = get_plan(user.plan_id)
     with ctx.db.read() as session:
         ledger.require_credit(session, user.id)
@@ -101,6 +112,9 @@ def submit(
             ),
             ctx.settings,
         )
+        # The clip's length limit travels with the job in frames, so that decoding enforces it on
+        # the frames it meets, not on what the header claimed.
+        options = options.but(max_frames=video.max_frames, frame_rate=video.fps)
         source_key = f"jobs/{job_id}/source.png"
         driving_key = f"jobs/{job_id}/driving.{video.extension}"
         try:
@@ -108,30 +122,78 @@ def submit(
             keys.append(source_key)
             ctx.storage.put_file(driving_key, video.path)
             keys.append(driving_key)
-            with ctx.db.transaction() as session:
-                store.create(
-                    session,
-                    job_id=job_id,
-                    user_id=user.id,
-                    engine=options.engine,
-                    # The clip's length limit travels with the job in frames, so that decoding
-                    # enforces it on the frames it meets, not on what the header claimed.
-                    options={**options.pipeline_options(), "max_frames": video.max_frames},
-                    priority=plan.priority,
-                    source_name=source_name,
-                    driving_name=driving_name,
-                    source_key=source_key,
-                    driving_key=driving_key,
-                    notes=[image.note] if image.note else [],
-                )
+            _queue(
+                ctx,
+                user,
+                plan,
+                job_id,
+                options,
+                (source_name, driving_name),
+                (source_key, driving_key),
+                [image.note] if image.note else [],
+            )
         except BaseException:
             for key in keys:
                 ctx.storage.delete(key)
             raise
-    if ctx.settings.broker_url:  # distributed mode: Celery workers take it from the broker
-        from animatica.jobs.distributed import enqueue_job
-
-        enqueue_job(ctx.settings, ctx.db, job_id, plan.priority)
-    else:
-        ctx.runner.notify()
     return job_id
+
+
+def plan_frame_limit(plan: Plan, options: JobOptions) -> int | None:
+    """The most frames a new run of a stored clip may decode under ``plan``.
+
+    The clip passed its first plan's checks; the plan may have changed since, so its length limit
+    is counted again at the clip's measured rate. A clip that declared no rate keeps the limit
+    its first run was checked against.
+    """
+    if options.frame_rate is None:
+        return options.max_frames
+    return frame_limit(plan.max_duration_seconds, options.frame_rate)
+
+
+def rerun(ctx: ServiceContext, user: CurrentUser, job_id: str) -> str:
+    """Queue a new job from one of the user's jobs: its stored inputs, copied in the store, and its
+    options; returns the new job's id.
+
+    It is a new submission: it counts against the submission limit, takes a credit and queues at
+    the current plan's priority with the current plan's length limit. The engine must still run
+    here (422 otherwise). Inputs already removed by the retention policy are 410 Gone.
+    """
+    rate_limits(ctx).hit(SUBMIT_ACCOUNT, str(user.id))
+    job = load_job(ctx, user.id, job_id)
+    gone = Gone(
+        f"The uploaded files of this animation were deleted after "
+        f"{ctx.settings.input_retention_hours:g} hours; upload them again."
+    )
+    if not job.source_key or not job.driving_key:
+        raise gone
+    plan = get_plan(user.plan_id)
+    options = runnable(ctx.settings, JobOptions.from_row(job.engine, job.options))
+    options = options.but(max_frames=plan_frame_limit(plan, options))
+    with ctx.db.read() as session:
+        ledger.require_credit(session, user.id)
+    new_id = uuid.uuid4().hex
+    copied: list[str] = []
+    try:
+        for old in (job.source_key, job.driving_key):
+            new = f"jobs/{new_id}/{PurePosixPath(old).name}"
+            try:
+                ctx.storage.copy(old, new)
+            except MissingFile as error:  # retention took it after we read the row
+                raise gone from error
+            copied.append(new)
+        _queue(
+            ctx,
+            user,
+            plan,
+            new_id,
+            options,
+            (job.source_name, job.driving_name),
+            (copied[0], copied[1]),
+            [],
+        )
+    except BaseException:
+        for key in copied:
+            ctx.storage.delete(key)
+        raise
+    return new_id

@@ -18,6 +18,10 @@ class StorageError(AnimaticaError):
     """A stored file that is missing or a store that cannot be reached."""
 
 
+class MissingFile(StorageError):
+    """A key that holds no file (never stored, or deleted since)."""
+
+
 def validate_key(key: str) -> str:
     if not _KEY.match(key) or any(part in {".", ".."} for part in key.split("/")):
         raise ValueError(f"invalid storage key {key!r}")
@@ -28,6 +32,11 @@ class Storage(Protocol):
     def put_file(self, key: str, source: Path) -> None: ...
 
     def get_file(self, key: str, destination: Path) -> None: ...
+
+    def copy(self, src_key: str, dst_key: str) -> None:
+        """Store a copy of ``src_key`` under ``dst_key`` inside the store, without the bytes passing
+        through this process; MissingFile when ``src_key`` holds nothing."""
+        ...
 
     def size(self, key: str) -> int: ...
 

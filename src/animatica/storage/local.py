@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from animatica.storage.base import StorageError, validate_key
+from animatica.storage.base import MissingFile, StorageError, validate_key
 
 CHUNK = 256 * 1024
 
@@ -23,7 +23,9 @@ class LocalStorage:
         return path
 
     def put_file(self, key: str, source: Path) -> None:
-        target = self._path(key)
+        self._write(self._path(key), source)
+
+    def _write(self, target: Path, source: Path) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         # Copy next to the target and rename, so a reader never sees half a file.
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".upload-")
@@ -34,6 +36,12 @@ class LocalStorage:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+    def copy(self, src_key: str, dst_key: str) -> None:
+        source = self._path(src_key)
+        if not source.is_file():
+            raise MissingFile(f"The stored file {src_key} is missing.")
+        self._write(self._path(dst_key), source)
 
     def get_file(self, key: str, destination: Path) -> None:
         path = self._path(key)

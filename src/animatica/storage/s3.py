@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from animatica.storage.base import StorageError, validate_key
+from animatica.storage.base import MissingFile, StorageError, validate_key
 
 
 class S3Storage:
@@ -38,6 +38,16 @@ class S3Storage:
             self.client.download_file(self.bucket, self._key(key), str(destination))
         except Exception as exc:
             raise StorageError(f"The stored file {key} cannot be read: {exc}.") from exc
+
+    def copy(self, src_key: str, dst_key: str) -> None:
+        source = {"Bucket": self.bucket, "Key": self._key(src_key)}
+        try:  # CopyObject: the bucket copies the object itself (up to 5 GB, far above any upload)
+            self.client.copy_object(Bucket=self.bucket, Key=self._key(dst_key), CopySource=source)
+        except Exception as exc:
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+            if code in ("NoSuchKey", "404"):
+                raise MissingFile(f"The stored file {src_key} is missing.") from exc
+            raise StorageError(f"The stored file {src_key} cannot be copied: {exc}.") from exc
 
     def size(self, key: str) -> int:
         try:

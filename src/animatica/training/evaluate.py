@@ -37,8 +37,14 @@ from animatica.training.datasets import FramesDataset
 class _Model:
     """The two inference networks of a checkpoint, in eval mode on one device."""
 
-    def __init__(self, checkpoint: str | Path, config: str | Path | None, device: str):
-        path = resolve_checkpoint(checkpoint)
+    def __init__(
+        self,
+        checkpoint: str | Path,
+        config: str | Path | None,
+        device: str,
+        checkpoints_dir: Path | None = None,
+    ):
+        path = resolve_checkpoint(checkpoint, checkpoints_dir)
         data = read_checkpoint(path)
         self.cfg = config_for_checkpoint(data, path, config)
         self.device = resolve_device(device)
@@ -111,12 +117,14 @@ def evaluate(
     batch_size: int = 16,
     fps: float = 25.0,
     on_progress: Callable[[int, int], None] | None = None,
+    checkpoints_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Evaluate a checkpoint on the clips in ``data`` (or ``data/test``); returns the report dict.
 
     ``videos_out`` gets one side-by-side video per clip: real | no-motion baseline | model.
+    A bare checkpoint name is looked up among the shipped ones and in ``checkpoints_dir``.
     """
-    model = _Model(checkpoint, config, device)
+    model = _Model(checkpoint, config, device, checkpoints_dir)
     size = fomm_config.frame_size(model.cfg)
     dataset = FramesDataset(Path(data), frame_shape=size, is_train=False)
     count = len(dataset) if max_videos is None else min(max_videos, len(dataset))
@@ -281,6 +289,7 @@ def animate_pairs(
     device: str = "auto",
     batch_size: int = 16,
     fps: float = 25.0,
+    checkpoints_dir: Path | None = None,
 ) -> list[Path]:
     """Animation evaluation: for each (source, driving) pair, one video source | driving | result.
 
@@ -292,7 +301,7 @@ def animate_pairs(
     from animatica.fomm.motion import normalize_kp
     from animatica.training.datasets import PairedDataset, random_pairs, read_pairs, video_name
 
-    model = _Model(checkpoint, config, device)
+    model = _Model(checkpoint, config, device, checkpoints_dir)
     size = fomm_config.frame_size(model.cfg)
     videos = FramesDataset(Path(data), frame_shape=size, is_train=False)
     names = [video_name(p) for p in videos.videos]

@@ -296,7 +296,7 @@ class Trainer:
             self.position = Position(trainer["epoch"], trainer["batch"], trainer["step"])
             self.warps.set_state(trainer["warp_rng"])
             self.guard.load(trainer["guard"])
-            if "motion_watch" in trainer:  # absent from checkpoints of earlier versions
+            if "motion_watch" in trainer:  # a checkpoint without one resumes with a fresh watch
                 self.motion_watch.load(trainer["motion_watch"])
         else:
             epoch = int(data.get("epoch", -1)) + 1
@@ -507,6 +507,7 @@ def train(
     progress_bar: bool = True,
     max_seconds: float | None = None,
     precision: str = "auto",
+    checkpoints_dir: Path | None = None,
 ) -> Path:
     """Train (or resume from ``checkpoint``) and return the path of the final checkpoint.
 
@@ -514,11 +515,12 @@ def train(
     ``steps``/``epochs`` are totals counted from the start of training, not from the resume point.
     ``precision`` ``auto`` resumes in the precision the checkpoint was trained in (an exact
     continuation needs the same arithmetic); a new run takes bf16 where it is fast.
+    A bare ``checkpoint`` name is looked up among the shipped ones and in ``checkpoints_dir``.
     """
     data_ckpt: dict | None = None
     source: Path | None = None
     if checkpoint is not None:
-        source = resolve_checkpoint(checkpoint)
+        source = resolve_checkpoint(checkpoint, checkpoints_dir)
         data_ckpt = read_checkpoint(source)
     stored = data_ckpt.get("config") if data_ckpt is not None else None
     cfg = _load_config(config, stored if isinstance(stored, dict) else None)

@@ -26,8 +26,9 @@ USERNAME_RULE = "3 to 64 letters, digits or . _ @ + -"
 PASSWORD_RULE = "at least 8 characters"
 
 
-def _field_errors(username: str, password: str) -> dict[str, str]:
-    """The API's own rules for a new account, phrased for a person."""
+def signup_errors(username: str, password: str, confirm: str, terms: str) -> dict[str, str]:
+    """What is wrong with a sign-up form, by field: the API's own rules, phrased for a person."""
+    errors: dict[str, str] = {}
     try:
         Credentials(username=username, password=password)
     except ValidationError as error:
@@ -36,8 +37,12 @@ def _field_errors(username: str, password: str) -> dict[str, str]:
             "username": f"Choose a username of {USERNAME_RULE}.",
             "password": f"Choose a password of {PASSWORD_RULE}.",
         }
-        return {name: messages[name] for name in fields if name in messages}
-    return {}
+        errors.update({name: messages[name] for name in fields if name in messages})
+    if password != confirm:
+        errors["confirm"] = "Passwords don't match"
+    if terms != "accepted":
+        errors["terms"] = "Accept the Terms of Service to create an account."
+    return errors
 
 
 @router.get("/")
@@ -103,11 +108,7 @@ def signup_submit(
     next: Annotated[str, Form()] = "",
 ) -> Response:
     username = username.strip()
-    errors = _field_errors(username, password)
-    if password != confirm:
-        errors["confirm"] = "Passwords don't match"
-    if terms != "accepted":
-        errors["terms"] = "Accept the Terms of Service to create an account."
+    errors = signup_errors(username, password, confirm, terms)
     retry: RetryLater | None = None
     if not errors:
         try:

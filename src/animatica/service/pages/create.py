@@ -6,16 +6,14 @@ ones so people learn about a wrong file before uploading it. The form also works
 script: it then posts normally and the server answers with a redirect or the page and its error.
 """
 
-import tempfile
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
 from animatica.errors import AnimaticaError
-from animatica.jobs.engine_choice import concrete_engine, engine_statuses
-from animatica.service.animations import load_job
+from animatica.jobs.engine_choice import default_engine, engine_statuses
+from animatica.jobs.options import JobOptions
 from animatica.service.context import ServiceContext
 from animatica.service.deps import Ctx, CurrentUser
 from animatica.service.errors import status_for
@@ -24,7 +22,7 @@ from animatica.service.pages.sessions import CsrfChecked, Viewer
 from animatica.service.pages.views import credits_of, redirect, render
 from animatica.service.plans import get_plan
 from animatica.service.ratelimit import RetryLater
-from animatica.service.submit import JobOptions, submit
+from animatica.service.submit import submit
 from animatica.settings import Settings
 
 router = APIRouter(include_in_schema=False)
@@ -50,9 +48,7 @@ ENGINE_TEXT = {
 
 def engine_choices(settings: Settings) -> list[dict[str, str | bool]]:
     """The engines of the form, from the same availability the API reports and submission enforces."""
-    default = settings.engine if settings.engine in ENGINE_TEXT else "landmarks"
-    if settings.engine == "auto":
-        default = concrete_engine(settings, "auto")
+    default = default_engine(settings)
     choices: list[dict[str, str | bool]] = []
     for status in engine_statuses(settings):
         label, hint = ENGINE_TEXT[status.id]
@@ -113,7 +109,13 @@ def create_submit(
             raise PageProblem(422, "Choose a driving video (MP4, MOV, AVI, WebM or GIF).")
         if motion not in ("relative", "absolute"):
             raise PageProblem(422, "Choose relative or absolute motion.")
-        options = JobOptions(engine, motion == "relative", adapt_scale, crop_face, find_best_frame)
+        options = JobOptions(
+            engine=engine,
+            relative=motion == "relative",
+            adapt_scale=adapt_scale,
+            crop_face=crop_face,
+            find_best_frame=find_best_frame,
+        )
         job_id = submit(ctx, user, source_image, driving_video, options)
     except AnimaticaError as error:
         code = status_for(error)
@@ -133,30 +135,3 @@ def create_submit(
             headers={"Location": url},
         )
     return redirect(url)
-
-
-def rerun(ctx: ServiceContext, user: CurrentUser, job_id: str) -> str:
-    """Queue a new job from a finished job's stored inputs and options (costs a credit)."""
-    job = load_job(ctx, user.id, job_id)
-    if not job.source_key or not job.driving_key:
-        hours = f"{ctx.settings.input_retention_hours:g}"
-        raise PageProblem(
-            410,
-            f"The uploaded files of this animation were deleted after {hours} hours; upload them again.",
-            "Files no longer kept",
-        )
-    known = {"relative", "adapt_scale", "crop_face", "find_best_frame", "fit"}
-    options = JobOptions(job.engine, **{k: v for k, v in job.options.items() if k in known})
-    with tempfile.TemporaryDirectory(prefix="animatica-rerun-") as tmp:
-        source_path = Path(tmp) / "source"
-        driving_path = Path(tmp) / "driving"
-        ctx.storage.get_file(job.source_key, source_path)
-        ctx.storage.get_file(job.driving_key, driving_path)
-        with source_path.open("rb") as source, driving_path.open("rb") as driving:
-            return submit(
-                ctx,
-                user,
-                UploadFile(source, filename=job.source_name),
-                UploadFile(driving, filename=job.driving_name),
-                options,
-            )

@@ -14,7 +14,7 @@ import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from animatica.jobs import store
+from animatica.jobs import state
 from animatica.service.animations import job_view, load_job
 from animatica.service.deps import Ctx
 from animatica.service.pages.sessions import Caller
@@ -49,7 +49,7 @@ async def status_events(
             last = status
             quiet_since = anyio.current_time()
             yield sse_message(status)
-            if status["status"] in store.FINAL:
+            if status["status"] in state.FINAL:
                 return
         elif anyio.current_time() - quiet_since >= keepalive:
             quiet_since = anyio.current_time()

@@ -4,33 +4,27 @@ Every operation is a function of ``animations``, the same the API calls, with th
 user, so the pages see exactly what the API sees, including "another user's job does not exist".
 """
 
-import io
-import tempfile
 from math import ceil
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
-from PIL import Image
 
 from animatica.errors import AnimaticaError
-from animatica.jobs import store
+from animatica.jobs import state
 from animatica.service import animations
 from animatica.service.animations import job_view, load_job
 from animatica.service.deps import Ctx, CurrentUser
-from animatica.service.errors import Conflict, NotFound, status_for
-from animatica.service.pages.create import rerun
+from animatica.service.errors import Conflict, Gone, NotFound, status_for
 from animatica.service.pages.events import status_payload
 from animatica.service.pages.problems import PageProblem, wants_json
 from animatica.service.pages.sessions import Caller, CsrfChecked, Viewer
 from animatica.service.pages.views import redirect, render
 from animatica.service.results import serve_file
 from animatica.service.schemas import JobView
-from animatica.storage.base import StorageError
+from animatica.service.submit import rerun
 
 router = APIRouter(include_in_schema=False)
-THUMBNAIL_SIDE = 320
 PAGE_SIZE = 12
 
 
@@ -44,7 +38,7 @@ def _view(ctx: Ctx, user: CurrentUser, job_id: str) -> JobView:
 @router.get("/jobs/{job_id}")
 def job_page(request: Request, ctx: Ctx, user: Viewer, job_id: str) -> Response:
     job = _view(ctx, user, job_id)
-    return render(request, ctx, "job.html", user, job=job, final=job.status in store.FINAL)
+    return render(request, ctx, "job.html", user, job=job, final=job.status in state.FINAL)
 
 
 @router.get("/jobs/{job_id}/status")
@@ -63,7 +57,7 @@ def cancel(request: Request, ctx: Ctx, user: Viewer, job_id: str) -> Response:
         view, flash = _view(ctx, user, job_id), "already_final"
     if wants_json(request):
         return JSONResponse(view.model_dump(mode="json"))
-    return redirect(f"/jobs/{job_id}", flash if view.status in store.FINAL else None)
+    return redirect(f"/jobs/{job_id}", flash if view.status in state.FINAL else None)
 
 
 @router.post("/jobs/{job_id}/delete", dependencies=[CsrfChecked])
@@ -81,8 +75,8 @@ def rerun_job(request: Request, ctx: Ctx, user: Viewer, job_id: str) -> Response
     _view(ctx, user, job_id)
     try:
         new_id = rerun(ctx, user, job_id)
-    except PageProblem:
-        raise
+    except Gone as error:
+        raise PageProblem(410, str(error), "Files no longer kept") from error
     except AnimaticaError as error:
         raise PageProblem(status_for(error), str(error), "Could not start again") from error
     return redirect(f"/jobs/{new_id}")
@@ -101,21 +95,10 @@ def result(request: Request, ctx: Ctx, user: Caller, job_id: str) -> Response:
 @router.get("/jobs/{job_id}/thumbnail")
 def thumbnail(ctx: Ctx, user: Caller, job_id: str) -> Response:
     """A small JPEG of the source picture for the History; made on demand, never stored."""
-    job = load_job(ctx, user.id, job_id)
-    if not job.source_key:
-        raise NotFound("The picture of this animation is no longer kept.")
-    with tempfile.TemporaryDirectory(prefix="animatica-thumb-") as tmp:
-        path = Path(tmp) / "source.png"
-        try:
-            ctx.storage.get_file(job.source_key, path)
-        except StorageError as error:
-            raise NotFound("The picture of this animation is no longer kept.") from error
-        with Image.open(path) as image:
-            image.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
-            buffer = io.BytesIO()
-            image.convert("RGB").save(buffer, format="JPEG", quality=82)
     return Response(
-        buffer.getvalue(), media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"}
+        animations.thumbnail(ctx, user.id, job_id),
+        media_type="image/jpeg",
+        headers={"Cache-Control": "private, max-age=86400"},
     )
 
 
@@ -141,5 +124,5 @@ def history(
         page=page,
         pages=pages,
         per_query="" if per == PAGE_SIZE else f"&per={per}",
-        final=store.FINAL,
+        final=state.FINAL,
     )

@@ -1,8 +1,9 @@
 """Pricing (plan cards and checkout) and About.
 
-A checkout is opened only when someone clicks "Continue to checkout" (the seed opened one on
-every page load). Its id is remembered in an HttpOnly cookie, so whichever way the buyer comes
-back (Stripe's success or cancel address, the browser's Back button from the test-mode page, a
+A checkout is opened only when someone clicks "Continue to checkout", never on a page load: each
+one is a record at the payment provider, and a visitor who only looks should leave none. Its id
+is remembered in an HttpOnly cookie, so whichever way the buyer comes back (Stripe's success or
+cancel address, the browser's Back button from the test-mode page, a
 bookmark), this page can say whether the credits arrived. Crediting itself never depends on
 this page: the webhook or the test-mode page does it, once.
 """

@@ -10,38 +10,29 @@ from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile,
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from animatica.db import ledger
-from animatica.jobs.engine_choice import concrete_engine, engine_statuses
-from animatica.service import animations
+from animatica.engines import AUTO
+from animatica.jobs.options import JobOptions
+from animatica.service import accounts, animations
 from animatica.service.animations import job_view, load_job
 from animatica.service.deps import Claims, Ctx, Me, active_user
 from animatica.service.results import serve_file
-from animatica.service.schemas import EngineList, EngineView, JobPage, JobView
+from animatica.service.schemas import EngineList, JobPage, JobView
 from animatica.service.schemas import Me as MeView
-from animatica.service.submit import JobOptions, submit
+from animatica.service.submit import submit
 
 router = APIRouter(prefix="/api/v1", tags=["animations"])
 
 
 @router.get("/me")
 def me(ctx: Ctx, user: Me) -> MeView:
-    with ctx.db.read() as session:
-        credits = ledger.balance(session, user.id)
+    credits = accounts.balance(ctx.db, user.id)
     return MeView(id=user.id, username=user.username, plan=user.plan_id, credits=credits)
 
 
 @router.get("/engines")
 def list_engines(ctx: Ctx, _user: Me) -> EngineList:
     """The engines a job may name, and whether this server can run each (FOMM needs weights)."""
-    default = ctx.settings.engine
-    if default == "auto":
-        default = concrete_engine(ctx.settings, default)
-    return EngineList(
-        default=default,
-        engines=[
-            EngineView(id=e.id, available=e.available, reason=e.reason) for e in engine_statuses(ctx.settings)
-        ],
-    )
+    return animations.engine_list(ctx.settings)
 
 
 @router.post("/animations", status_code=status.HTTP_202_ACCEPTED)
@@ -58,7 +49,12 @@ def create_animation(
     fit: Annotated[str, Form()] = "crop",
 ) -> JSONResponse:
     options = JobOptions(
-        engine or ctx.settings.engine, relative, adapt_scale, crop_face, find_best_frame, fit
+        engine=engine or AUTO,
+        relative=relative,
+        adapt_scale=adapt_scale,
+        crop_face=crop_face,
+        find_best_frame=find_best_frame,
+        fit=fit,
     )
     job_id = submit(ctx, user, source_image, driving_video, options)
     view = job_view(load_job(ctx, user.id, job_id))

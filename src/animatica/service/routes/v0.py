@@ -12,19 +12,19 @@ from fastapi import APIRouter, File, Header, Query, Request, UploadFile
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from animatica.db import ledger
-from animatica.db.models import Job, Payment
-from animatica.jobs import store
-from animatica.service import payments
+from animatica.db.models import Payment
+from animatica.jobs import state
+from animatica.jobs.options import JobOptions
+from animatica.service import accounts, animations, payments
 from animatica.service.deps import Ctx, Me
 from animatica.service.errors import Invalid, TimedOut
 from animatica.service.plans import PURCHASABLE, Plan
 from animatica.service.ratelimit import sync_slots
 from animatica.service.results import serve_file
 from animatica.service.schemas import PaymentConfirmation
-from animatica.service.submit import JobOptions, submit
+from animatica.service.submit import submit
 
-router = APIRouter(prefix="/api/v0", tags=["seed-compatible"])
+router = APIRouter(prefix="/api/v0", tags=["v0"])
 log = logging.getLogger("animatica.service")
 SYNC_POLL_SECONDS = 0.25
 
@@ -46,20 +46,6 @@ async def animate_sync(
     other job of the user's plan. A client that hangs up stops the wait; its job still runs and
     stays in the user's history.
     """
-
-    def job_now() -> Job:
-        with ctx.db.read() as session:
-            job = session.get(Job, job_id)
-            assert job is not None
-            return job
-
-    def give_up() -> None:
-        with ctx.db.transaction() as session:
-            job = session.get(Job, job_id)
-            assert job is not None
-            store.request_cancel(session, job)
-        ctx.runner.cancel_local(job_id)
-
     with sync_slots(ctx).hold(user.id):
         job_id = await run_in_threadpool(
             submit,
@@ -67,13 +53,16 @@ async def animate_sync(
             user,
             source_image,
             driving_video,
-            JobOptions(ctx.settings.engine),
+            JobOptions(),  # the operator's default engine
             max_seconds=ctx.settings.sync_max_seconds,
         )
         deadline = time.monotonic() + ctx.settings.sync_timeout_seconds
-        while (job := await run_in_threadpool(job_now)).status not in store.FINAL:
+        while True:
+            job = await run_in_threadpool(animations.load_job, ctx, user.id, job_id)
+            if job.status in state.FINAL:
+                break
             if time.monotonic() > deadline:
-                await run_in_threadpool(give_up)
+                await run_in_threadpool(animations.stop, ctx, user.id, job_id)
                 raise TimedOut(
                     "The animation took too long and was canceled (credit returned); use /api/v1/animations."
                 )
@@ -81,7 +70,7 @@ async def animate_sync(
                 log.info("sync client left; the job goes on", extra={"job_id": job_id})
                 return Response(status_code=499)
             await anyio.sleep(SYNC_POLL_SECONDS)
-    if job.status != store.SUCCEEDED or job.result_key is None:
+    if job.status != state.SUCCEEDED or job.result_key is None:
         raise Invalid(job.error or "The animation failed; your credit was returned.")
     result_key = job.result_key
     return await run_in_threadpool(
@@ -122,9 +111,7 @@ def get_checkout_session(
 @router.post("/payments")
 def confirm_payment(ctx: Ctx, user: Me, body: PaymentConfirmation) -> dict[str, Any]:
     payments.confirm_from_client(ctx.db, ctx.payments, body.session_id, user.id)
-    with ctx.db.transaction() as session:
-        remaining = ledger.balance(session, user.id)
-    return {"remaining_queries": remaining, "session_id": body.session_id}
+    return {"remaining_queries": accounts.balance(ctx.db, user.id), "session_id": body.session_id}
 
 
 @router.post("/payments/webhook")
@@ -135,16 +122,13 @@ async def stripe_webhook(
 ) -> dict[str, str]:
     payload = await request.body()
     event = payments.verify_stripe_event(payload, stripe_signature, ctx.settings.stripe_webhook_secret)
-    from starlette.concurrency import run_in_threadpool
-
     outcome = await run_in_threadpool(payments.handle_stripe_event, ctx.db, event)
     return {"status": outcome}
 
 
 @router.get("/subscriptions/current")
 def current_subscription(ctx: Ctx, user: Me) -> dict[str, Any]:
-    with ctx.db.read() as session:
-        remaining = ledger.balance(session, user.id)
+    remaining = accounts.balance(ctx.db, user.id)
     return {
         "subscription": {
             "subscription_id": user.id,

@@ -1,8 +1,8 @@
 """Segment plans of distributed jobs: dist_plans and dist_segments, deleted with their job.
 
-Earlier builds created these two tables on first use, outside the migrations and without
-foreign keys. Where they exist they are rebuilt here, keeping the rows of jobs that still
-exist, so a cluster can be upgraded in the middle of its work.
+A database may already hold these two tables, made on first use outside the migrations and
+without foreign keys. Where they exist they are rebuilt here, keeping the rows of jobs that
+still exist, so a cluster can be upgraded in the middle of its work.
 
 Revision ID: 0002
 Revises: 0001

@@ -1,0 +1,184 @@
+"""The animation job kind: a source picture and a driving video in, an MP4 out.
+
+Run whole, a job is one pipeline run. Segmented (on Celery workers), it is:
+
+* plan: probe both inputs, do the once-per-job work (``pipeline.prepare``: the source's face,
+  the initial driving frame and the best-frame search, the face-crop boxes, the engine's prepared
+  state; the searches read the whole video, which no segment should repeat), keep it as one blob
+  for every segment, and cut the video into segments by frame;
+* segment: animate driving frames ``[start, stop)`` from that blob (relative motion still measured
+  from the whole video's initial frame) straight into a lossless segment file;
+* join: encode the segments' frames in order, with the driving video's sound, once.
+
+Every run, whole or segment, builds its pipeline request with `request_fields`, from the job's
+options (`options.JobOptions`) and the worker's own settings: the FOMM weights, device, precision
+and media limits are the operator's (``engine_choice``), never the job's.
+"""
+
+from collections.abc import Callable, Mapping
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from animatica.errors import AnimaticaError
+from animatica.jobs.engine_choice import weights_for
+from animatica.jobs.kinds import (
+    Execution,
+    JobKind,
+    OnProgress,
+    Result,
+    SegmentPlan,
+    ShouldCancel,
+    register,
+)
+from animatica.jobs.options import JobOptions
+from animatica.jobs.segments import Segment, plan_segments
+from animatica.media.limits import MediaLimits
+from animatica.settings import Settings
+
+NAME = "animation"
+
+
+def execution(
+    source: Path, driving: Path, output: Path, engine: str, options: Mapping[str, Any] | None = None
+) -> Execution:
+    """An animation of ``source`` by ``driving`` into ``output``."""
+    return Execution(NAME, {"source": source, "driving": driving}, output, engine, dict(options or {}))
+
+
+def request_fields(settings: Settings, execution: Execution, **extra: Any) -> dict[str, Any]:
+    """``AnimationRequest`` keyword arguments for a job, as plain data that crosses processes.
+
+    The engine resolves here, before torch is imported, so a bad engine choice fails fast.
+    ``extra`` overrides pipeline arguments (a segment's frame range).
+    """
+    options = JobOptions.from_row(execution.engine, execution.options)
+    fields = options.request_fields(
+        execution.inputs["source"],
+        execution.inputs["driving"],
+        execution.output,
+        weights=weights_for(settings, options.engine),
+        device=settings.device,
+        precision=settings.precision,
+        batch_size=settings.batch_size,
+    )
+    return {**fields, "limits": MediaLimits.from_settings(settings), **extra}
+
+
+def run(fields: dict[str, Any], on_progress: OnProgress, should_cancel: ShouldCancel) -> Any:
+    """One whole pipeline run."""
+    from animatica.pipeline import AnimationRequest, animate
+
+    return animate(AnimationRequest(**fields), on_progress=on_progress, should_cancel=should_cancel)
+
+
+def size(options: Mapping[str, Any]) -> int | None:
+    """Until the pipeline reports the driving video's length, the plan's limit for it bounds it."""
+    max_frames = options.get("max_frames")
+    return int(max_frames) if max_frames else None
+
+
+def warm(settings: Settings) -> None:
+    """Load every engine this worker can run, with the options its jobs will use: the face models'
+    seconds on the first job, or a FOMM checkpoint's, would otherwise land in one segment."""
+    from animatica.engines import ENGINES
+    from animatica.pipeline import preload
+
+    for name in ENGINES:
+        try:
+            weights = weights_for(settings, name)
+        except AnimaticaError:
+            continue  # an engine this worker cannot run is not loaded
+        options: dict[str, Any] = {}
+        if weights is not None:
+            options = {
+                "checkpoint": str(weights.checkpoint),
+                "config": weights.config,
+                "device": settings.device,
+                "precision": settings.precision,
+                "checkpoints_dir": settings.checkpoints_dir,
+            }
+        preload(name, **options)
+
+
+class Segmented:
+    """The animation cut into segments of ``segment_seconds`` of driving video."""
+
+    def plan(
+        self, settings: Settings, execution: Execution, on_progress: OnProgress, should_cancel: ShouldCancel
+    ) -> SegmentPlan:
+        from animatica.media.probe import probe, require_video
+        from animatica.pipeline import AnimationRequest, prepare
+
+        fields = request_fields(settings, execution, output=execution.output / "unused")
+        info = require_video(probe(execution.inputs["driving"], fields["limits"]))
+        prepared = prepare(AnimationRequest(**fields), on_progress=on_progress)
+        rate = info.frame_rate or Fraction(25)
+        count = info.frame_count or 0
+        parts = plan_segments(count, rate, settings.segment_seconds, exact=info.frame_count_exact)
+        return SegmentPlan(
+            parts=parts,
+            frame_rate=rate,
+            has_audio=info.has_audio,
+            total_frames=count if info.frame_count_exact else None,
+            best_frame=prepared.initial_frame,
+            prepared=prepared.to_bytes(),
+        )
+
+    def segment(
+        self,
+        settings: Settings,
+        execution: Execution,
+        plan: Any,
+        part: Segment,
+        prepared: Path | None,
+        on_progress: OnProgress,
+        should_cancel: ShouldCancel,
+    ) -> int:
+        from animatica.jobs.segment_file import write_segment
+        from animatica.pipeline import AnimationRequest, animate_frames
+
+        extra: dict[str, Any] = {"start": part.start, "stop": part.stop, "keep_audio": False}
+        if prepared is None and plan.best_frame is not None:  # a plan made without a prepared blob
+            extra.update(best_frame=plan.best_frame, find_best_frame=False)
+        fields = request_fields(settings, execution, output=execution.output.parent / "unused", **extra)
+        frames = animate_frames(
+            AnimationRequest(**fields),
+            on_progress=on_progress,
+            should_cancel=should_cancel,
+            prepared=prepared.read_bytes() if prepared is not None else None,
+        )
+        return write_segment(frames, execution.output, plan.frame_rate)
+
+    def join(
+        self,
+        settings: Settings,
+        parts: list[Path],
+        counts: list[int | None],
+        plan: Any,
+        fetch: Callable[[str], Path],
+        output: Path,
+    ) -> Result:
+        from animatica.jobs.join import join_segments
+
+        audio = fetch("driving") if plan.has_audio else None
+        frames = join_segments(parts, output, plan.frame_rate, audio, counts)
+        if plan.total_frames is not None and frames != plan.total_frames:
+            raise AnimaticaError(
+                f"the joined video has {frames} frames, not {plan.total_frames}; your credit was returned."
+            )
+        return Result(frames, float(plan.frame_rate))
+
+
+ANIMATION = register(
+    JobKind(
+        name=NAME,
+        inputs=("source", "driving"),
+        result="result.mp4",
+        run=run,
+        request=request_fields,
+        size=size,
+        segmented=Segmented(),
+        warm=warm,
+    )
+)

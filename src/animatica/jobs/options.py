@@ -1,0 +1,122 @@
+"""The options of one animation job: checked once, stored with the job, turned into pipeline arguments.
+
+A user sets the engine and how the motion is applied; the server adds what it measured on the
+upload (the clip's length limit in frames and its frame rate). Every HTTP entry point builds this
+model, so an engine or fit nobody knows is refused (``InvalidOptions``, HTTP 422) before anything
+is stored or charged. The job row keeps the engine in its own column and the rest as JSON
+(`to_row` / `from_row`); fields missing from an older row take their defaults, and keys the model
+does not know (a planted ``checkpoint``, say) are dropped, since only the operator picks weights.
+"""
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from animatica.engines import AUTO, REQUESTABLE, choose_engine, unknown_engine_message
+from animatica.errors import AnimaticaError, CheckpointError
+from animatica.media.fit import FIT_MODES
+
+if TYPE_CHECKING:
+    from animatica.jobs.engine_choice import FommWeights
+
+USER_FIELDS = ("engine", "relative", "adapt_scale", "crop_face", "find_best_frame", "fit")
+# Set by the server from the checked upload, never taken from a request.
+SERVER_FIELDS = ("max_frames", "frame_rate")
+
+
+class InvalidOptions(AnimaticaError):
+    """An option value the service does not accept; the service answers 422."""
+
+
+class JobOptions(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    engine: str = AUTO  # one of engines.REQUESTABLE; a stored job holds the concrete engine
+    relative: bool = True
+    adapt_scale: bool = False
+    crop_face: bool = False
+    find_best_frame: bool = False
+    fit: str = "crop"  # one of media.fit.FIT_MODES
+    # The plan's length limit in frames at the clip's rate: decoding stops there, whatever the
+    # clip's header claims. None: no limit (an animation outside any plan).
+    max_frames: int | None = Field(default=None, ge=1)
+    # The driving clip's frame rate as measured on upload (None: it declared none), so that a
+    # re-run can turn the current plan's limit into frames without reading the clip again.
+    frame_rate: float | None = Field(default=None, gt=0)
+
+    @field_validator("engine")
+    @classmethod
+    def _known_engine(cls, value: str) -> str:
+        if value not in REQUESTABLE:
+            raise InvalidOptions(unknown_engine_message(value))
+        return value
+
+    @field_validator("fit")
+    @classmethod
+    def _known_fit(cls, value: str) -> str:
+        if value not in FIT_MODES:
+            raise InvalidOptions(f"Unknown fit {value!r}; use one of {', '.join(FIT_MODES)}.")
+        return value
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _one_error_type(cls, data: Any, handler: Any) -> Any:
+        """Wrong types (a number where a yes/no belongs) are refused like wrong names."""
+        try:
+            return handler(data)
+        except ValidationError as error:
+            first = error.errors()[0]
+            field = ".".join(str(part) for part in first["loc"]) or "options"
+            raise InvalidOptions(f"Invalid {field}: {first['msg']}.") from None
+
+    @classmethod
+    def from_row(cls, engine: str, options: Mapping[str, Any]) -> "JobOptions":
+        """The options of a stored job (its ``engine`` column and ``options`` JSON)."""
+        return cls.model_validate({**(options or {}), "engine": engine})
+
+    def to_row(self) -> dict[str, Any]:
+        """The JSON for the job row's ``options`` column (the engine has a column of its own)."""
+        return self.model_dump(exclude={"engine"})
+
+    def but(self, **changes: Any) -> "JobOptions":
+        """A copy with ``changes``, validated like a new model."""
+        return type(self).model_validate({**self.model_dump(), **changes})
+
+    def request_fields(
+        self,
+        source: Path,
+        driving: Path,
+        output: Path | str,
+        *,
+        weights: "FommWeights | None",
+        device: str,
+        precision: str,
+        batch_size: int,
+    ) -> dict[str, Any]:
+        """Keyword arguments of ``pipeline.AnimationRequest``, as plain data that crosses processes.
+
+        The weights, device, precision and batch size are the machine's, never the job's: the
+        caller passes the operator's (``engine_choice.weights_for``). ``auto`` resolves here with
+        those weights, by the same rule as on the command line (`engines.choose_engine`).
+        """
+        checkpoint = str(weights.checkpoint) if weights is not None else None
+        engine = choose_engine(self.engine, checkpoint)
+        fields: dict[str, Any] = {"source": source, "driving": driving, "output": output, "engine": engine}
+        if engine == "fomm":
+            if weights is None:
+                raise CheckpointError("the fomm engine needs FOMM weights; choose the landmarks engine.")
+            fields.update(checkpoint=checkpoint, config=weights.config)
+        fields.update(
+            device=device,
+            precision=precision,
+            batch_size=batch_size,
+            relative=self.relative,
+            adapt_scale=self.adapt_scale,
+            crop_face=self.crop_face,
+            find_best_frame=self.find_best_frame,
+            fit=self.fit,
+            max_frames=self.max_frames,
+        )
+        return fields
