@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import runpy
 import sys
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from fastapi.testclient import TestClient
 
     from animatica.db import Database
+    from animatica.db.models import Job
     from animatica.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -175,7 +177,8 @@ def test_image(tmp_path: Path) -> Path:
 PG_ADMIN_URL = os.environ.get("ANIMATICA_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
 
 
-def _pg_available() -> str | None:
+def postgres_problem() -> str | None:
+    """Why the local PostgreSQL cannot be used, or None when it answers."""
     from sqlalchemy import create_engine, text
 
     try:
@@ -188,27 +191,35 @@ def _pg_available() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
-def pg_database_url() -> Iterator[str]:
+@contextlib.contextmanager
+def scratch_postgres(prefix: str) -> Iterator[str]:
+    """The URL of an empty PostgreSQL database of its own, dropped on leaving."""
     from sqlalchemy import create_engine, text
 
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_database_url() -> Iterator[str]:
     from animatica.db import Database, upgrade_to_head
 
-    reason = _pg_available()
+    reason = postgres_problem()
     if reason:
         pytest.skip(reason)
-    name = f"animatica_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    db = Database(url)
-    upgrade_to_head(db.engine)
-    db.dispose()
-    yield url
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with scratch_postgres("animatica_test") as url:
+        db = Database(url)
+        upgrade_to_head(db.engine)
+        db.dispose()
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -256,6 +267,41 @@ def db(settings: Settings) -> Iterator[Database]:
     upgrade_to_head(database.engine)
     yield database
     database.dispose()
+
+
+def add_job(db: Database, user_id: int, job_id: str | None = None, **fields: Any) -> str:
+    """Queue a job row through the state machine, its credit reserved, with no upload or request.
+
+    Unless ``fields`` say otherwise it is a landmarks animation whose inputs would be stored under
+    ``jobs/<id>/``; a job of another kind takes the source picture alone.
+    """
+    from animatica.jobs import state
+
+    job_id = job_id or uuid.uuid4().hex
+    values: dict[str, Any] = {
+        "engine": "landmarks",
+        "options": {},
+        "priority": 0,
+        "source_name": "face.png",
+        "source_key": f"jobs/{job_id}/source.png",
+    }
+    if fields.get("kind", state.ANIMATION) == state.ANIMATION:
+        values.update(driving_name="drive.mp4", driving_key=f"jobs/{job_id}/driving.mp4")
+    values.update(fields)
+    with db.transaction() as session:
+        state.create(session, job_id=job_id, user_id=user_id, **values)
+    return job_id
+
+
+def load_job(db: Database, job_id: str) -> Job:
+    """The job's row as it stands, detached so that it reads after its session closed."""
+    from animatica.db.models import Job
+
+    with db.read() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        session.expunge(job)
+        return job
 
 
 def write_png(path: Path, size: tuple[int, int] = (96, 96)) -> Path:

@@ -3,7 +3,6 @@ is upgraded keeping its work, plans go with their job, and concurrent upgrades a
 
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,18 +19,16 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
-    create_engine,
     inspect,
     select,
     text,
 )
-from tests.conftest import PG_ADMIN_URL, _pg_available
+from tests.conftest import add_job, postgres_problem, scratch_postgres
 
 from animatica.db import Database, upgrade_to_head
 from animatica.db.migrate import alembic_config
 from animatica.db.models import Base, DistPlan, DistSegment, Job
 from animatica.db.types import UTCDateTime
-from animatica.jobs import state
 from animatica.jobs.distributed import plans
 from animatica.jobs.segments import plan_segments
 from animatica.service.accounts import signup
@@ -43,17 +40,11 @@ def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'fresh.db'}"
         return
-    reason = _pg_available()
+    reason = postgres_problem()
     if reason:
         pytest.skip(reason)
-    name = f"animatica_schema_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with scratch_postgres("animatica_schema") as url:
+        yield url
 
 
 def _legacy_tables(db: Database) -> None:
@@ -96,24 +87,6 @@ def _legacy_tables(db: Database) -> None:
     legacy.create_all(db.engine)
 
 
-def _job(db: Database, user_id: int) -> str:
-    job_id = uuid.uuid4().hex
-    with db.transaction() as session:
-        state.create(
-            session,
-            job_id=job_id,
-            user_id=user_id,
-            engine="landmarks",
-            options={},
-            priority=0,
-            source_name="s.png",
-            driving_name="d.mp4",
-            source_key=f"jobs/{job_id}/source.png",
-            driving_key=f"jobs/{job_id}/driving.mp4",
-        )
-    return job_id
-
-
 def _plan(db: Database, job_id: str, user_id: int, frames: int = 20) -> None:
     from fractions import Fraction
 
@@ -144,7 +117,7 @@ def test_tables_made_on_first_use_are_rebuilt_keeping_live_plans(fresh_url: str)
         command.upgrade(alembic_config(db.engine), "0001")
         _legacy_tables(db)
         user = signup(db, "alice", "password-long-enough", 3)
-        live = _job(db, user)
+        live = add_job(db, user)
         _plan(db, live, user)  # the old plan_store wrote these rows the same way
         _plan(db, "0" * 32, user)  # a plan whose job was deleted meanwhile: nothing to keep
         upgrade_to_head(db.engine)
@@ -167,7 +140,7 @@ def test_a_plan_and_its_segments_go_with_their_job(fresh_url: str) -> None:
     try:
         upgrade_to_head(db.engine)
         user = signup(db, "alice", "password-long-enough", 3)
-        gone, kept = _job(db, user), _job(db, user)
+        gone, kept = add_job(db, user), add_job(db, user)
         _plan(db, gone, user)
         _plan(db, kept, user)
         with db.transaction() as session:

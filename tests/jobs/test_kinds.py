@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from PIL import Image
+from tests.conftest import add_job, load_job
 
 from animatica.db import Database, ledger
 from animatica.db.models import Job
@@ -26,34 +27,13 @@ MODULE = "tests.jobs.thumbnail_kind"  # named in the settings only: the runner i
 
 def _queue(db: Database, storage: Storage, user_id: int, picture: Path, kind: str) -> str:
     job_id = uuid.uuid4().hex
-    key = f"jobs/{job_id}/source.png"
-    storage.put_file(key, picture)
-    with db.transaction() as session:
-        state.create(
-            session,
-            job_id=job_id,
-            user_id=user_id,
-            engine="",
-            options={},
-            priority=0,
-            source_name="my face.png",
-            source_key=key,
-            kind=kind,
-        )
-    return job_id
-
-
-def _job(db: Database, job_id: str) -> Job:
-    with db.read() as session:
-        job = session.get(Job, job_id)
-        assert job is not None
-        session.expunge(job)
-        return job
+    storage.put_file(f"jobs/{job_id}/source.png", picture)  # before the runner can see the job
+    return add_job(db, user_id, job_id, engine="", source_name="my face.png", kind=kind)
 
 
 def _wait(db: Database, job_id: str, timeout: float = 180.0) -> Job:
     deadline = time.monotonic() + timeout
-    while (job := _job(db, job_id)).status not in state.FINAL:
+    while (job := load_job(db, job_id)).status not in state.FINAL:
         assert time.monotonic() < deadline, f"job {job_id} did not finish: {job.status} {job.stage}"
         time.sleep(0.05)
     return job
@@ -107,7 +87,7 @@ def test_a_declared_kind_runs_in_a_thread_through_the_same_lifecycle(
     claimed = state.claim_next(db, runner.worker_id, {})
     assert claimed is not None and claimed.kind == "thumbnail" and set(claimed.inputs) == {"source"}
     assert runner.run(claimed) == state.SUCCEEDED
-    _check_thumbnail(storage, _job(db, job_id), tmp_path)
+    _check_thumbnail(storage, load_job(db, job_id), tmp_path)
     assert _balance(db, user) == 2
 
 
@@ -121,26 +101,14 @@ def test_a_job_of_a_kind_this_server_does_not_know_fails_and_returns_the_credit(
     claimed = state.claim_next(db, runner.worker_id, {})
     assert claimed is not None
     assert runner.run(claimed) == state.FAILED
-    job = _job(db, job_id)
+    job = load_job(db, job_id)
     assert "cannot run jobs of kind 'hologram'" in (job.error or "") and job.result_key is None
     assert _balance(db, user) == 3
 
 
 def test_jobs_that_name_no_kind_are_animations(settings: Settings, db: Database) -> None:
     user = signup(db, "alice", "password-long-enough", 3)
-    with db.transaction() as session:
-        state.create(
-            session,
-            job_id="j1",
-            user_id=user,
-            engine="landmarks",
-            options={},
-            priority=0,
-            source_name="face.png",
-            source_key="jobs/j1/source.png",
-            driving_name="talk.mp4",
-            driving_key="jobs/j1/driving.mp4",
-        )
+    add_job(db, user, "j1", driving_name="talk.mp4")  # no kind named
     claimed = state.load(db, "j1")
     assert claimed is not None and claimed.kind == "animation"
     assert claimed.inputs == {"source": "jobs/j1/source.png", "driving": "jobs/j1/driving.mp4"}

@@ -6,6 +6,8 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+from tests.conftest import add_job
+
 from animatica.db import Database
 from animatica.db.types import utcnow
 from animatica.jobs import state
@@ -20,18 +22,7 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "animatica"
 
 def _queued(db: Database, job_id: str = "j1") -> str:
     user = signup(db, f"owner-{job_id}", "password-long-enough", 3)
-    with db.transaction() as session:
-        state.create(
-            session,
-            job_id=job_id,
-            user_id=user,
-            engine="landmarks",
-            options={},
-            priority=2,
-            source_name="face.png",
-            source_key=f"jobs/{job_id}/source.png",
-        )
-    return job_id
+    return add_job(db, user, job_id, priority=2)
 
 
 def _stage(db: Database, job_id: str) -> tuple[str | None, str | None]:

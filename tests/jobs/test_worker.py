@@ -11,9 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from tests.conftest import load_job
 
-from animatica.db.models import Job
 from animatica.errors import AnimaticaError
 
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -61,38 +60,36 @@ def _kill_worker_mid_job(settings: Any) -> None:
         process.wait(10)
 
 
-def _job(db: Any, job_id: str) -> Job:
-    with db.transaction() as session:
-        job = session.scalar(select(Job).where(Job.id == job_id))
-        assert job is not None
-        return job
+def _left_by_a_killed_worker(
+    make_client: Any, api: Any, media: dict[str, Path], settings: Any
+) -> tuple[dict[str, str], str]:
+    """Alice's tokens and her job, taken by a worker process that was then killed mid-job."""
+    client = make_client(worker=False)
+    tokens = api.signup_login(client, "alice")
+    job_id = api.submit(client, tokens, media["image"], media["video"]).json()["id"]
+    _kill_worker_mid_job(settings)
+    return tokens, job_id
 
 
 def test_job_running_in_a_killed_process_is_requeued_and_finishes(
     make_client: Any, api: Any, media: dict[str, Path], settings: Any, db: Any
 ) -> None:
-    client = make_client(worker=False)
-    tokens = api.signup_login(client, "alice")
-    job_id = api.submit(client, tokens, media["image"], media["video"]).json()["id"]
-    _kill_worker_mid_job(settings)
-    stuck = _job(db, job_id)
+    tokens, job_id = _left_by_a_killed_worker(make_client, api, media, settings)
+    stuck = load_job(db, job_id)
     assert stuck.status == "running" and stuck.attempts == 1
 
     # The restarted service notices the dead worker at once (same host, pid gone).
     restarted = make_client(worker=True)
     job = api.wait_for(restarted, tokens, job_id)
     assert job["status"] == "succeeded"
-    assert _job(db, job_id).attempts == 2
+    assert load_job(db, job_id).attempts == 2
     assert api.credits(restarted, tokens) == 2
 
 
 def test_job_abandoned_too_often_fails_and_returns_the_credit(
     make_client: Any, api: Any, media: dict[str, Path], settings: Any, db: Any
 ) -> None:
-    client = make_client(worker=False)
-    tokens = api.signup_login(client, "alice")
-    job_id = api.submit(client, tokens, media["image"], media["video"]).json()["id"]
-    _kill_worker_mid_job(settings)
+    tokens, job_id = _left_by_a_killed_worker(make_client, api, media, settings)
     restarted = make_client(worker=True, job_max_attempts=1)
     job = api.wait_for(restarted, tokens, job_id)
     assert job["status"] == "failed" and "credit was returned" in job["error"]

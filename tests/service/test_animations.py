@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import update
+from tests.conftest import add_job
 
 from animatica.db import ledger
 from animatica.db.models import Job
@@ -27,22 +28,9 @@ def ctx(settings: Settings, executor: Any) -> Iterator[ServiceContext]:
 
 def _queued(ctx: ServiceContext, user_id: int, media: dict[str, Path], name: str) -> str:
     job_id = f"{name:0<32}"
-    keys = {"source_key": f"jobs/{job_id}/source.png", "driving_key": f"jobs/{job_id}/driving.mp4"}
-    ctx.storage.put_file(keys["source_key"], media["image"])
-    ctx.storage.put_file(keys["driving_key"], media["video"])
-    with ctx.db.transaction() as session:
-        state.create(
-            session,
-            job_id=job_id,
-            user_id=user_id,
-            engine="landmarks",
-            options={},
-            priority=0,
-            source_name="face.png",
-            driving_name="drive.mp4",
-            **keys,
-        )
-    return job_id
+    ctx.storage.put_file(f"jobs/{job_id}/source.png", media["image"])
+    ctx.storage.put_file(f"jobs/{job_id}/driving.mp4", media["video"])
+    return add_job(ctx.db, user_id, job_id)
 
 
 def _set(ctx: ServiceContext, job_id: str, **values: Any) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from PIL import Image
+from tests.conftest import add_job
 
 from animatica.jobs import state
 from animatica.service import accounts, animations, direct
@@ -26,20 +27,7 @@ def ctx(settings: Settings, executor: Any) -> Iterator[ServiceContext]:
 def _queued(ctx: ServiceContext, user_id: int, picture: Path) -> str:
     job_id = "a" * 32
     ctx.storage.put_file(f"jobs/{job_id}/source.png", picture)
-    with ctx.db.transaction() as session:
-        state.create(
-            session,
-            job_id=job_id,
-            user_id=user_id,
-            engine="landmarks",
-            options={},
-            priority=0,
-            source_name="face.png",
-            source_key=f"jobs/{job_id}/source.png",
-            driving_name="drive.mp4",
-            driving_key=f"jobs/{job_id}/driving.mp4",
-        )
-    return job_id
+    return add_job(ctx.db, user_id, job_id)
 
 
 def test_engine_list_names_the_engine_auto_runs_on(settings: Settings, tiny_fomm_checkpoint: Path) -> None:

@@ -10,7 +10,6 @@ import contextlib
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,12 +20,21 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.process_tree import (
+    Server,
+    free_port,
+    in_session,
+    serve_command,
+    server_env,
+    signed_in,
+    wait_gone,
+    wait_status,
+)
 
 from animatica.db import Database
 from animatica.jobs.runner_process import RunnerHost, doorbell_address, ring, runner_lock
 from animatica.settings import Settings
 
-PASSWORD = "correct horse battery"
 LIMITS_OFF = {
     f"ANIMATICA_{name.upper()}": "" for name in Settings.model_fields if name.startswith("rate_limit_")
 }
@@ -218,7 +226,7 @@ def test_several_web_processes_need_shared_rate_limit_counts(tmp_path: Path) -> 
 def test_serve_refuses_several_web_processes_counting_limits_apart(tmp_path: Path) -> None:
     env = {key: value for key, value in os.environ.items() if not key.startswith("ANIMATICA_")}
     env["ANIMATICA_HOME"] = str(tmp_path / "home")
-    command = [sys.executable, "-m", "animatica.cli", "serve", "--port", str(_free_port()), "--workers", "2"]
+    command = [sys.executable, "-m", "animatica.cli", "serve", "--port", str(free_port()), "--workers", "2"]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
@@ -229,179 +237,13 @@ def test_serve_refuses_several_web_processes_counting_limits_apart(tmp_path: Pat
 
 
 def _env(home: Path, **extra: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("ANIMATICA_")}
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    env.update(
-        ANIMATICA_HOME=str(home),
-        ANIMATICA_SECRET_KEY=secrets.token_urlsafe(48),
-        ANIMATICA_LOG_FORMAT="text",
-        ANIMATICA_TORCH_THREADS="1",
+    return server_env(
+        home,
         ANIMATICA_UPLOAD_CHECK_PROCESSES="0",
         # No poll within any test: a queued job starts only if the doorbell wakes the runner.
         ANIMATICA_JOB_POLL_SECONDS="3600",
-        **LIMITS_OFF,
+        **{**LIMITS_OFF, **extra},
     )
-    env.update(extra)
-    return env
-
-
-class Command:
-    """A server command in its own session, its output in a log file, waited on until it answers."""
-
-    def __init__(self, args: list[str], port: int, env: dict[str, str], log: Path) -> None:
-        self.base = f"http://127.0.0.1:{port}"
-        self.port = port
-        self.log = log
-        with log.open("ab") as out:
-            self.process = subprocess.Popen(
-                args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        deadline = time.monotonic() + 180
-        while True:
-            assert self.process.poll() is None, f"the server exited:\n{self.output()}"
-            assert time.monotonic() < deadline, f"the server did not start:\n{self.output()}"
-            try:
-                if httpx.get(f"{self.base}/healthz", timeout=10).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def children(self) -> list[int]:
-        return [pid for pid, _start in _descendants(self.process.pid) if _parent(pid) == self.process.pid]
-
-    def web_processes(self) -> list[int]:
-        """The supervisor's children that accept connections: they hold the listening socket."""
-        listening = _listening_inode(self.port)
-        return [pid for pid in self.children() if listening in _socket_inodes(pid)]
-
-    def stop(self) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(180)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(f"the server did not stop on SIGTERM:\n{self.output()[-6000:]}") from None
-
-    def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(30)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _stat(pid: int) -> list[str] | None:
-    """Fields of /proc/<pid>/stat after the command name (state first); None when there is no such pid."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    return text.rsplit(")", 1)[1].split()
-
-
-def _identity(pid: int) -> tuple[int, str] | None:
-    fields = _stat(pid)
-    return None if fields is None else (pid, fields[19])  # start time tells a reused pid apart
-
-
-def _descendants(pid: int) -> set[tuple[int, str]]:
-    found: set[tuple[int, str]] = set()
-    todo = [pid]
-    while todo:
-        parent = todo.pop()
-        for task in Path(f"/proc/{parent}/task").glob("*"):
-            try:
-                children = (task / "children").read_text().split()
-            except OSError:
-                continue
-            for child in map(int, children):
-                identity = _identity(child)
-                if identity is not None and identity not in found:
-                    found.add(identity)
-                    todo.append(child)
-    return found
-
-
-def _wait_gone(processes: set[tuple[int, str]]) -> set[tuple[int, str]]:
-    """The processes still running when they are all gone or the wait is over."""
-
-    def running(identity: tuple[int, str]) -> bool:
-        fields = _stat(identity[0])
-        return fields is not None and fields[19] == identity[1] and fields[0] != "Z"
-
-    deadline = time.monotonic() + WAIT
-    while True:
-        left = {identity for identity in processes if running(identity)}
-        if not left or time.monotonic() > deadline:
-            return left
-        time.sleep(0.1)
-
-
-def _wait_final(client: httpx.Client, headers: dict[str, str], job_id: str) -> Any:
-    deadline = time.monotonic() + 600
-    while True:
-        job = client.get(f"/api/v1/animations/{job_id}", headers=headers).json()
-        if job["status"] in ("succeeded", "failed", "canceled"):
-            return job
-        assert time.monotonic() < deadline, f"job {job_id} stayed {job}"
-        time.sleep(0.1)
-
-
-def _parent(pid: int) -> int | None:
-    fields = _stat(pid)
-    return None if fields is None else int(fields[1])
-
-
-def _listening_inode(port: int) -> str:
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                return fields[9]
-    raise AssertionError(f"nothing listens on port {port}")
-
-
-def _socket_inodes(pid: int) -> set[str]:
-    found = set()
-    for fd in Path(f"/proc/{pid}/fd").glob("*"):
-        try:
-            target = os.readlink(fd)
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            found.add(target[len("socket:[") : -1])
-    return found
-
-
-def _animator(command: Command) -> tuple[int, int]:
-    """The job's animation process (the one running at the lowest priority) and its parent."""
-    from animatica.jobs.child import NICENESS
-
-    niceness = min(19, os.nice(0) + NICENESS)
-    deadline = time.monotonic() + 180
-    while True:
-        for pid, _start in _descendants(command.process.pid):
-            fields = _stat(pid)
-            if fields is not None and int(fields[16]) == niceness:
-                parent = _parent(pid)
-                if parent is not None:
-                    return pid, parent
-        assert time.monotonic() < deadline, f"no animation process appeared:\n{command.output()[-6000:]}"
-        time.sleep(0.02)
-
-
-def _signed_in(client: httpx.Client) -> dict[str, str]:
-    user = {"username": "alice", "password": PASSWORD}
-    assert client.post("/api/v0/auth/signup", json=user).status_code == 201
-    token = client.post("/api/v0/auth/login", json=user).json()["access_token"]
-    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture
@@ -416,8 +258,8 @@ def demo_files(tmp_path: Path) -> dict[str, Any]:
 
 
 @pytest.fixture
-def commands() -> Iterator[list[Command]]:
-    started: list[Command] = []
+def commands() -> Iterator[list[Server]]:
+    started: list[Server] = []
     yield started
     for command in started:
         command.kill()
@@ -425,14 +267,11 @@ def commands() -> Iterator[list[Command]]:
 
 @pytest.mark.slow
 def test_serve_with_two_web_processes_and_a_runner_process(
-    tmp_path: Path, demo_files: dict[str, Any], commands: list[Command]
+    tmp_path: Path, demo_files: dict[str, Any], commands: list[Server]
 ) -> None:
     token = secrets.token_urlsafe(24)
-    port = _free_port()
-    args = [str(Path(sys.executable).with_name("animatica")), "serve", "--port", str(port), "--workers", "2"]
-    server = Command(
-        args, port, _env(tmp_path / "home", ANIMATICA_METRICS_TOKEN=token), tmp_path / "serve.log"
-    )
+    env = _env(tmp_path / "home", ANIMATICA_METRICS_TOKEN=token)
+    server = Server(env, tmp_path / "serve.log", "--workers", "2")
     commands.append(server)
 
     _wait_until(lambda: len(server.web_processes()) == 2, "both web processes accept connections")
@@ -448,13 +287,13 @@ def test_serve_with_two_web_processes_and_a_runner_process(
                 os.kill(pid, signal.SIGCONT)
 
     api = httpx.Client(base_url=server.base, timeout=WAIT)
-    headers = _signed_in(api)
+    headers = signed_in(api)
     submitted = api.post("/api/v1/animations", headers=headers, files=demo_files)
     assert submitted.status_code == 202, submitted.text
-    animator, runner = _animator(server)
+    animator, runner = server.animator()
     assert runner in server.children() and runner not in server.web_processes()
-    done = _wait_final(api, headers, submitted.json()["id"])
-    assert done["status"] == "succeeded", (done, server.output()[-6000:])
+    done = wait_status(api, headers, submitted.json()["id"])
+    assert done["status"] == "succeeded", (done, server.tail())
     assert server.output().count("job runner started") == 1
 
     # A cancel received by a web process stops the job running in the runner process. The
@@ -466,14 +305,14 @@ def test_serve_with_two_web_processes_and_a_runner_process(
         "the runner takes the job",
     )
     assert api.post(f"/api/v1/animations/{frozen}/cancel", headers=headers).status_code == 200
-    assert _wait_final(api, headers, frozen)["status"] == "canceled"
+    assert wait_status(api, headers, frozen)["status"] == "canceled"
 
     # A runner process that dies is replaced, and jobs go on in the new one.
     os.kill(runner, signal.SIGKILL)
     _wait_until(lambda: server.output().count("job runner started") == 2, "a new runner process starts", 180)
     again = api.post("/api/v1/animations", headers=headers, files=demo_files).json()["id"]
-    assert _wait_final(api, headers, again)["status"] == "succeeded"
-    _animator_now, replacement = _animator(server)
+    assert wait_status(api, headers, again)["status"] == "succeeded"
+    _animator_now, replacement = server.animator()
     assert replacement != runner and replacement in server.children()
     assert replacement not in server.web_processes()
 
@@ -487,24 +326,24 @@ def test_serve_with_two_web_processes_and_a_runner_process(
     ]
     assert healthz and healthz[0] >= 3  # the readiness probe's and one per web process
 
-    processes = _descendants(server.process.pid) | {_identity(server.process.pid)}
-    assert server.stop() == 0, server.output()[-6000:]
-    left = _wait_gone({identity for identity in processes if identity is not None})
-    assert not left, f"processes left behind: {left}\n{server.output()[-6000:]}"
+    processes = server.processes()
+    assert server.stop() == 0, server.tail()
+    left = wait_gone(processes)
+    assert not left, f"processes left behind: {left}\n{server.tail()}"
 
 
 @pytest.mark.slow
 def test_the_factory_under_several_uvicorn_workers_runs_one_runner(
-    tmp_path: Path, demo_files: dict[str, Any], commands: list[Command]
+    tmp_path: Path, demo_files: dict[str, Any], commands: list[Server]
 ) -> None:
-    port = _free_port()
-    args = [
-        sys.executable, "-m", "uvicorn", "--factory", "animatica.service.app:create_app",
-        "--workers", "2", "--port", str(port), "--no-access-log",
-    ]  # fmt: skip
-    server = Command(
-        args, port, _env(tmp_path / "home", ANIMATICA_LOG_LEVEL="INFO"), tmp_path / "uvicorn.log"
-    )
+    def uvicorn(port: int) -> list[str]:
+        return [
+            sys.executable, "-m", "uvicorn", "--factory", "animatica.service.app:create_app",
+            "--workers", "2", "--port", str(port), "--no-access-log",
+        ]  # fmt: skip
+
+    env = _env(tmp_path / "home", ANIMATICA_LOG_LEVEL="INFO")
+    server = Server(env, tmp_path / "uvicorn.log", command=uvicorn)
     commands.append(server)
     _wait_until(
         lambda: "job runner started" in server.output() and "stands by" in server.output(),
@@ -513,29 +352,28 @@ def test_the_factory_under_several_uvicorn_workers_runs_one_runner(
     )
 
     api = httpx.Client(base_url=server.base, timeout=WAIT)
-    headers = _signed_in(api)
+    headers = signed_in(api)
     job_ids = []
     for _job in range(2):  # whichever worker takes a submission, the runner is woken
         submitted = api.post("/api/v1/animations", headers=headers, files=demo_files)
         assert submitted.status_code == 202, submitted.text
         job_ids.append(submitted.json()["id"])
     for job_id in job_ids:
-        done = _wait_final(api, headers, job_id)
-        assert done["status"] == "succeeded", (done, server.output()[-6000:])
+        done = wait_status(api, headers, job_id)
+        assert done["status"] == "succeeded", (done, server.tail())
     assert server.output().count("job runner started") == 1
     assert server.output().count("stands by") == 1
 
-    processes = _descendants(server.process.pid) | {_identity(server.process.pid)}
+    processes = server.processes()
     server.stop()
-    left = _wait_gone({identity for identity in processes if identity is not None})
-    assert not left, f"processes left behind: {left}\n{server.output()[-6000:]}"
+    left = wait_gone(processes)
+    assert not left, f"processes left behind: {left}\n{server.tail()}"
 
 
 @pytest.mark.slow
 def test_a_web_process_that_cannot_start_stops_the_server_and_leaves_nothing(tmp_path: Path) -> None:
-    port = _free_port()
-    env = _env(tmp_path / "home", ANIMATICA_DATABASE_URL=f"postgresql://nobody@127.0.0.1:{_free_port()}/none")
-    args = [str(Path(sys.executable).with_name("animatica")), "serve", "--port", str(port), "--workers", "2"]
+    env = _env(tmp_path / "home", ANIMATICA_DATABASE_URL=f"postgresql://nobody@127.0.0.1:{free_port()}/none")
+    args = serve_command(free_port(), "--workers", "2")
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -547,22 +385,9 @@ def test_a_web_process_that_cannot_start_stops_the_server_and_leaves_nothing(tmp
         assert code == 2, output[-6000:]
         assert "animatica: error: a web process could not start" in output
         assert "the web process could not start" in output  # and why, in that process's log
-        left = _wait_gone(_in_session(process.pid))
+        left = wait_gone(in_session(process.pid))
         assert not left, f"processes left behind: {left}"
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(30)
-
-
-def _in_session(session: int) -> set[tuple[int, str]]:
-    """Processes of a session, found even after their parent is gone."""
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            fields = _stat(int(entry.name))
-            if fields is not None and int(fields[3]) == session:
-                identity = _identity(int(entry.name))
-                if identity is not None:
-                    found.add(identity)
-    return found

@@ -5,6 +5,7 @@ Each cluster gets its own queue and database, removed afterwards. Tests skip, na
 reason, when a broker does not answer.
 """
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -17,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, select, text, update
+from sqlalchemy import select, update
+from tests.conftest import add_job, load_job, postgres_problem, scratch_postgres
 
 from animatica.db import Database, upgrade_to_head
 from animatica.db.models import Job, User
@@ -31,7 +33,6 @@ from animatica.storage import Storage, open_storage
 
 AMQP_URL = os.environ.get("ANIMATICA_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672//")
 REDIS_URL = os.environ.get("ANIMATICA_TEST_REDIS", "redis://127.0.0.1:6379/0")
-PG_ADMIN_URL = os.environ.get("ANIMATICA_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
 BROKERS = {"rabbitmq": AMQP_URL, "redis": REDIS_URL}
 
 
@@ -43,17 +44,6 @@ def broker_problem(url: str) -> str | None:
             connection.ensure_connection(max_retries=1)
     except Exception as exc:
         return f"the broker at {url} does not answer ({type(exc).__name__})"
-    return None
-
-
-def postgres_problem() -> str | None:
-    try:
-        engine = create_engine(PG_ADMIN_URL, connect_args={"connect_timeout": 3})
-        with engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-        engine.dispose()
-    except Exception as exc:
-        return f"PostgreSQL at {PG_ADMIN_URL} does not answer ({type(exc).__name__})"
     return None
 
 
@@ -112,30 +102,24 @@ class Cluster:
         source_key, driving_key = f"jobs/{job_id}/source.png", f"jobs/{job_id}/driving.mp4"
         self.storage.put_file(source_key, source)
         self.storage.put_file(driving_key, driving)
-        with self.db.transaction() as session:
+        with self.db.read() as session:
             plan_id = session.scalar(select(User.plan_id).where(User.id == user_id))
-            priority = get_plan(str(plan_id)).priority
-            state.create(
-                session,
-                job_id=job_id,
-                user_id=user_id,
-                engine=engine,
-                options=options,
-                priority=priority,
-                source_name=source.name,
-                driving_name=driving.name,
-                source_key=source_key,
-                driving_key=driving_key,
-            )
+        priority = get_plan(str(plan_id)).priority
+        add_job(
+            self.db,
+            user_id,
+            job_id,
+            engine=engine,
+            options=options,
+            priority=priority,
+            source_name=source.name,
+            driving_name=driving.name,
+        )
         assert enqueue(self.settings, self.db, job_id, priority)
         return job_id
 
     def job(self, job_id: str) -> Job:
-        with self.db.transaction() as session:
-            job = session.get(Job, job_id)
-            assert job is not None
-            session.expunge(job)
-            return job
+        return load_job(self.db, job_id)
 
     def wait(self, job_id: str, timeout: float = 120.0) -> Job:
         deadline = time.monotonic() + timeout
@@ -177,24 +161,18 @@ def _drop_queue(url: str, queue: str) -> None:
 @pytest.fixture
 def make_cluster(tmp_path: Path) -> Iterator[Callable[..., Cluster]]:
     """Build a cluster: ``make_cluster("rabbitmq", workers=2, **settings)``."""
-    made: list[tuple[Cluster, str, str | None]] = []
-    admin = None
+    made: list[tuple[Cluster, str]] = []
+    databases = contextlib.ExitStack()
 
     def build(broker: str, workers: int = 2, **overrides: Any) -> Cluster:
-        nonlocal admin
         url = BROKERS[broker]
         problem = broker_problem(url)
         if problem:
             pytest.skip(problem)
         folder = tmp_path / f"cluster{len(made)}"
         folder.mkdir()
-        pg_name = None
         if postgres_problem() is None:
-            pg_name = f"animatica_dist_{uuid.uuid4().hex[:10]}"
-            admin = admin or create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-            with admin.connect() as connection:
-                connection.execute(text(f'CREATE DATABASE "{pg_name}"'))
-            database_url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{pg_name}"
+            database_url = databases.enter_context(scratch_postgres("animatica_dist"))
         else:
             database_url = f"sqlite:///{folder / 'animatica.db'}"
         values: dict[str, Any] = {
@@ -215,18 +193,14 @@ def make_cluster(tmp_path: Path) -> Iterator[Callable[..., Cluster]]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ANIMATICA_")}
         env.update({f"ANIMATICA_{k.upper()}": str(v) for k, v in values.items()})
         cluster = Cluster(settings, db, open_storage(settings.storage_url), folder, env)
-        made.append((cluster, url, pg_name))
+        made.append((cluster, url))
         for index in range(workers):
             cluster.start_worker(f"w{index + 1}")
         return cluster
 
     yield build
-    for cluster, url, pg_name in made:
+    for cluster, url in made:
         cluster.stop()
         cluster.db.dispose()
         _drop_queue(url, cluster.settings.celery_queue)
-        if pg_name and admin is not None:
-            with admin.connect() as connection:
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)'))
-    if admin is not None:
-        admin.dispose()
+    databases.close()

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from tests.jobs.distributed.gated_kind import GATE
 from tests.jobs.distributed.media_inputs import decode_video, face_inputs
 from tests.jobs.distributed.test_cluster import _single_process_run
 
@@ -16,6 +17,7 @@ from animatica.jobs import state
 from animatica.jobs.distributed import plans
 
 pytestmark = pytest.mark.slow
+GATED_MODULE = "tests.jobs.distributed.gated_kind"
 
 
 def _same_video(cluster: Any, job: Any, expected: list[np.ndarray], folder: Path) -> None:
@@ -55,17 +57,26 @@ def test_killing_a_worker_mid_segment_loses_nothing(
     make_cluster: Any, tmp_path: Path, tiny_fomm_checkpoint: Path
 ) -> None:
     cluster = make_cluster(
-        "rabbitmq", workers=2, segment_seconds=5.0, fomm_checkpoint=str(tiny_fomm_checkpoint)
+        "rabbitmq",
+        workers=0,
+        segment_seconds=5.0,
+        fomm_checkpoint=str(tiny_fomm_checkpoint),
+        job_kinds=GATED_MODULE,
     )
+    gate = tmp_path / "segments-wait"
+    gate.touch()
+    cluster.env[GATE] = str(gate)
+    for name in ("w1", "w2"):
+        cluster.start_worker(name)
     source, driving = face_inputs(tmp_path, frames=120, size=64)  # 3 segments of 40 frames
     expected = _single_process_run(source, driving, tmp_path / "single.mp4", _weights(tiny_fomm_checkpoint))
     cluster.wait_ready()
     job_id = cluster.submit(cluster.user("bob"), source, driving, "fomm", {})
-    victim = _running_segment(cluster, job_id)
-    time.sleep(0.3)  # let it get into its work
+    victim = _running_segment(cluster, job_id)  # started, and held at the gate: it cannot finish
     pid = _worker_pid(cluster, job_id, victim.index)
     os.kill(pid, signal.SIGKILL)  # the pool process animating the segment
     killed = next(p for p in cluster.segments(job_id) if p.index == victim.index)
+    gate.unlink()
     job = cluster.wait(job_id)
     _same_video(cluster, job, expected, tmp_path)
     parts = {p.index: p for p in cluster.segments(job_id)}

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 def test_a_declared_kind_runs_to_success_on_celery_workers(make_cluster: Any, tmp_path: Path) -> None:
-    from tests.conftest import write_png
+    from tests.conftest import add_job, write_png
 
     cluster = make_cluster("rabbitmq", workers=0, job_kinds=MODULE)
     # The workers import the kind's module by name, from the repository.
@@ -29,20 +29,8 @@ def test_a_declared_kind_runs_to_success_on_celery_workers(make_cluster: Any, tm
     cluster.wait_ready()
     user = cluster.user("alice", credits=2)
     job_id = uuid.uuid4().hex
-    key = f"jobs/{job_id}/source.png"
-    cluster.storage.put_file(key, write_png(tmp_path / "face.png", (120, 90)))
-    with cluster.db.transaction() as session:
-        state.create(
-            session,
-            job_id=job_id,
-            user_id=user,
-            engine="",
-            options={},
-            priority=0,
-            source_name="face.png",
-            source_key=key,
-            kind="thumbnail",
-        )
+    cluster.storage.put_file(f"jobs/{job_id}/source.png", write_png(tmp_path / "face.png", (120, 90)))
+    add_job(cluster.db, user, job_id, engine="", kind="thumbnail")
     assert enqueue(cluster.settings, cluster.db, job_id, 0)
     job = cluster.wait(job_id)
     assert job.status == state.SUCCEEDED, (job.error, cluster.logs())

@@ -14,6 +14,7 @@ import pytest
 from celery.exceptions import SoftTimeLimitExceeded
 from kombu import Connection, Queue
 from sqlalchemy import select
+from tests.conftest import add_job
 from tests.jobs.distributed.media_inputs import face_inputs
 
 from animatica.db import Database, ledger, upgrade_to_head
@@ -109,20 +110,7 @@ def context(tmp_path: Path) -> Any:
 
 def _running_job(context: Any) -> tuple[str, int]:
     user_id = signup(context.db, "carol", "password-long-enough", 3)
-    with context.db.transaction() as session:
-        job = state.create(
-            session,
-            job_id="job-overrun",
-            user_id=user_id,
-            engine="landmarks",
-            options={},
-            priority=0,
-            source_name="face.png",
-            driving_name="talk.mp4",
-            source_key="jobs/job-overrun/source.png",
-            driving_key="jobs/job-overrun/driving.mp4",
-        )
-        job_id = job.id
+    job_id = add_job(context.db, user_id, "job-overrun", driving_name="talk.mp4")
     assert state.claim(context.db, job_id, WORKER_ID, "preparing") is not None
     return job_id, user_id
 
