@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from tests.jobs.distributed.gated_kind import GATE
 from tests.jobs.distributed.media_inputs import decode_video, face_inputs
 from tests.jobs.distributed.test_cluster import _single_process_run
 
@@ -17,7 +16,9 @@ from animatica.jobs import state
 from animatica.jobs.distributed import plans
 
 pytestmark = pytest.mark.slow
+# Imported by the workers only: importing it here would gate this process's animation kind too.
 GATED_MODULE = "tests.jobs.distributed.gated_kind"
+GATE = "ANIMATICA_TEST_SEGMENT_GATE"  # the file it waits on, as gated_kind reads it
 
 
 def _same_video(cluster: Any, job: Any, expected: list[np.ndarray], folder: Path) -> None:
