@@ -1,6 +1,7 @@
 """Serving a stored result with HTTP Range support, from any storage backend."""
 
 import re
+from pathlib import PurePosixPath
 
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
@@ -8,6 +9,15 @@ from fastapi.responses import Response, StreamingResponse
 from animatica.service.errors import ServiceError
 from animatica.storage.base import Storage
 
+# The result types jobs write; spelled out rather than read from the system's MIME table, whose
+# contents vary from one machine to another.
+MEDIA_TYPES = {
+    ".mp4": "video/mp4",
+    ".webm": "video/webm",
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".webp": "image/webp",
+}
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
@@ -38,6 +48,14 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     if start >= size or end < start:
         raise RangeNotSatisfiable(f"The requested range is outside the file's {size} bytes.")
     return start, end
+
+
+def download(job_id: str, key: str) -> tuple[str, str]:
+    """The file name a browser saves a job's result under, and its media type, from the stored key:
+    every kind of job names its result file (an animation's ``result.mp4``, a picture's ``.png``)."""
+    suffix = PurePosixPath(key).suffix.lower()
+    media_type = MEDIA_TYPES.get(suffix, "application/octet-stream")
+    return f"animatica-{job_id}{suffix}", media_type
 
 
 def serve_file(request: Request, storage: Storage, key: str, filename: str, media_type: str) -> Response:

@@ -20,7 +20,7 @@ from animatica.service.pages.events import status_payload
 from animatica.service.pages.problems import PageProblem, wants_json
 from animatica.service.pages.sessions import Caller, CsrfChecked, Viewer
 from animatica.service.pages.views import redirect, render
-from animatica.service.results import serve_file
+from animatica.service.results import download, serve_file
 from animatica.service.schemas import JobView
 from animatica.service.submit import rerun
 
@@ -84,12 +84,12 @@ def rerun_job(request: Request, ctx: Ctx, user: Viewer, job_id: str) -> Response
 
 @router.get("/jobs/{job_id}/result")
 def result(request: Request, ctx: Ctx, user: Caller, job_id: str) -> Response:
-    """The video, with Range support for the player; saved as ``animatica-<id>.mp4``."""
+    """The result, with Range support for the player; saved as ``animatica-<id>`` and its type's suffix."""
     try:
         key = animations.result_key(ctx, user.id, job_id)
     except AnimaticaError as error:
         raise PageProblem(status_for(error), str(error), "No video") from error
-    return serve_file(request, ctx.storage, key, f"animatica-{job_id}.mp4", "video/mp4")
+    return serve_file(request, ctx.storage, key, *download(job_id, key))
 
 
 @router.get("/jobs/{job_id}/thumbnail")

@@ -15,7 +15,7 @@ from animatica.jobs.options import JobOptions
 from animatica.service import accounts, animations
 from animatica.service.animations import job_view, load_job
 from animatica.service.deps import Claims, Ctx, Me, active_user
-from animatica.service.results import serve_file
+from animatica.service.results import download, serve_file
 from animatica.service.schemas import EngineList, JobPage, JobView
 from animatica.service.schemas import Me as MeView
 from animatica.service.submit import submit
@@ -89,7 +89,7 @@ async def get_animation(ctx: Ctx, claims: Claims, job_id: str) -> JobView:
 @router.get("/animations/{job_id}/result", response_class=Response)
 def get_result(ctx: Ctx, user: Me, job_id: str, request: Request) -> Response:
     key = animations.result_key(ctx, user.id, job_id)
-    return serve_file(request, ctx.storage, key, f"animatica-{job_id}.mp4", "video/mp4")
+    return serve_file(request, ctx.storage, key, *download(job_id, key))
 
 
 @router.post("/animations/{job_id}/cancel")
