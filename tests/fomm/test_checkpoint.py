@@ -9,6 +9,7 @@ import torch
 
 from animatica.errors import CheckpointError, ConfigError
 from animatica.fomm.checkpoint import (
+    SHIPPED_DIR,
     load_state_strict,
     read_checkpoint,
     resolve_checkpoint,
@@ -51,6 +52,12 @@ def test_named_checkpoint_found_in_the_folder_given(tmp_path: Path, animatica_ho
     assert resolve_checkpoint("demo", checkpoints_dir=folder).name == "demo.pth.tar"  # shipped names too
     assert inspect_checkpoint("mine", checkpoints_dir=folder)["path"] == str(path)
     assert shipped_names(folder) == ["demo", "mine"]
+    # A checkpoint the caller keeps under a shipped name is the one that name means.
+    own_demo = folder / "demo.pth"
+    save_checkpoint(own_demo, {"kp_detector": kp.state_dict(), "generator": gen.state_dict()})
+    assert resolve_checkpoint("demo", checkpoints_dir=folder) == own_demo
+    assert resolve_checkpoint("demo").parent == SHIPPED_DIR
+    own_demo.unlink()
     # The folder is the caller's argument: the settings' own folder is not looked at.
     save_checkpoint(animatica_home / "checkpoints" / "home.pth.tar", {"kp_detector": {}, "generator": {}})
     with pytest.raises(

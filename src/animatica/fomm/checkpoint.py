@@ -24,7 +24,9 @@ PUBLIC_HINT = (
 
 
 def _folders(checkpoints_dir: Path | None) -> list[Path]:
-    return [SHIPPED_DIR] if checkpoints_dir is None else [SHIPPED_DIR, Path(checkpoints_dir)]
+    """Where names are looked up, the caller's folder first: a checkpoint someone put there under a
+    shipped name (``demo``) is the one they mean."""
+    return [SHIPPED_DIR] if checkpoints_dir is None else [Path(checkpoints_dir), SHIPPED_DIR]
 
 
 def shipped_names(checkpoints_dir: Path | None = None) -> list[str]:

@@ -29,17 +29,6 @@ class FommWeights:
     config: str | None
 
 
-def _named(settings: Settings, name: str) -> Path | None:
-    """A bare name in this service's own checkpoints folder (the resolver reads the global one)."""
-    from animatica.fomm.checkpoint import SUFFIXES
-
-    for suffix in SUFFIXES:
-        candidate = settings.checkpoints_dir / f"{name}{suffix}"
-        if candidate.is_file():
-            return candidate
-    return None
-
-
 def fomm_weights(settings: Settings) -> FommWeights:
     """The checkpoint service jobs use; CheckpointError with a user-safe message when none resolves."""
     from animatica.fomm.checkpoint import resolve_checkpoint
@@ -47,16 +36,13 @@ def fomm_weights(settings: Settings) -> FommWeights:
     wanted = settings.fomm_checkpoint.strip()
     if not wanted:
         raise CheckpointError(f"{TURNED_OFF}; choose the landmarks engine.")
-    path = Path(wanted).expanduser()
-    found = _named(settings, wanted) if len(path.parts) == 1 and not path.is_file() else None
-    if found is None:
-        try:
-            found = resolve_checkpoint(wanted, settings.checkpoints_dir)
-        except CheckpointError as error:
-            if str(error) not in _reported:  # every page view asks; tell the operator once
-                _reported.add(str(error))
-                log.warning("FOMM checkpoint for service jobs not found", extra={"reason": str(error)})
-            raise CheckpointError(f"{NO_WEIGHTS}; choose the landmarks engine.") from error
+    try:
+        found = resolve_checkpoint(wanted, settings.checkpoints_dir)
+    except CheckpointError as error:
+        if str(error) not in _reported:  # every page view asks; tell the operator once
+            _reported.add(str(error))
+            log.warning("FOMM checkpoint for service jobs not found", extra={"reason": str(error)})
+        raise CheckpointError(f"{NO_WEIGHTS}; choose the landmarks engine.") from error
     return FommWeights(found.resolve(), settings.fomm_config or None)
 
 
