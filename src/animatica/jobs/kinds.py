@@ -35,7 +35,6 @@ from animatica.jobs.segments import Segment
 from animatica.settings import Settings
 
 BUILT_IN = ("animatica.jobs.animation",)
-BUILT_IN_KIND = "animation"
 log = logging.getLogger("animatica.jobs")
 
 OnProgress = Callable[[Any], None]  # takes objects with stage, done, total, eta_seconds (all optional)
@@ -144,7 +143,6 @@ class JobKind:
 
 _registry: dict[str, JobKind] = {}
 _lock = threading.Lock()
-_built_in_loaded = False
 
 
 def register(kind: JobKind) -> JobKind:
@@ -167,10 +165,7 @@ def import_modules(modules: str | Iterable[str]) -> None:
 
 def get(name: str) -> JobKind:
     """The kind called ``name``; AnimaticaError when this process does not know it."""
-    global _built_in_loaded
-    if not _built_in_loaded:
-        import_modules(BUILT_IN)
-        _built_in_loaded = True
+    import_modules(BUILT_IN)  # imported once per process; later calls find them in sys.modules
     with _lock:
         kind = _registry.get(name)
     if kind is None:
@@ -182,7 +177,7 @@ def get(name: str) -> JobKind:
 
 def warm_all(settings: Settings) -> None:
     """Warm every kind this process knows; a kind that cannot warm loads on its first job instead."""
-    get(BUILT_IN_KIND)  # loads the built-in kinds
+    import_modules(BUILT_IN)
     with _lock:
         known = list(_registry.values())
     for kind in known:
