@@ -111,6 +111,16 @@ def tiny_fomm_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def named_lp_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """LivePortrait weights in the public folder layout, derived from the key names: the weights the
+    reference numbers in ``tests/liveportrait/reference/parity.npz`` were computed with. About 500 MB,
+    written once per session for every test that runs the liveportrait engine."""
+    from tests.liveportrait.named_weights import write_named_checkpoint
+
+    return write_named_checkpoint(tmp_path_factory.mktemp("liveportrait") / "liveportrait")
+
+
 def write_test_video(
     path: Path, frames: int = 12, size: tuple[int, int] = (96, 80), fps: int = 25, audio: bool = True
 ) -> Path:

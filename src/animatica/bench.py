@@ -79,6 +79,15 @@ def run_bench(
     """
     if frames < 1 or batch_size < 1:
         raise AnimaticaError("--frames and --batch-size must be at least 1")
+    if engine == "liveportrait":
+        # Random weights of the public shapes; the figures include the matmul rate and per-part ms.
+        from animatica.device import resolve_device
+        from animatica.liveportrait.speed import run
+
+        # --frames driving frames per case in all, in rounds of one batch (the best round counts).
+        rounds = max(1, frames // batch_size)
+        result = run(rounds, device=str(resolve_device(device)), batch_size=batch_size)
+        return {**result, "machine": machine()}
     with tempfile.TemporaryDirectory() as tmp:
         if engine == "fomm":
             from animatica.engines.fomm import FommEngine
@@ -100,7 +109,7 @@ def run_bench(
             eng = LandmarksEngine.load()
             prec, dev = "fp32", "cpu"
         else:
-            raise AnimaticaError(f"unknown engine '{engine}' for bench; use fomm or landmarks")
+            raise AnimaticaError(f"unknown engine '{engine}' for bench; use fomm, landmarks or liveportrait")
         if engine == "landmarks":
             # A real face moving: the demo clip (generated from a photo that scikit-image ships).
             from animatica.demo import demo_source, write_demo_driving

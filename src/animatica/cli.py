@@ -87,6 +87,32 @@ class _ProgressBar:
             self.bar.close()
 
 
+def _liveportrait_options(
+    engine: str, region: str, stitching: bool, multiplier: float, eyes: bool, lips: bool
+) -> dict[str, Any]:
+    """The liveportrait engine's motion switches; refused for another engine rather than ignored."""
+    given = {
+        "region": region,
+        "stitching": stitching,
+        "driving_multiplier": multiplier,
+        "eye_retargeting": eyes,
+        "lip_retargeting": lips,
+    }
+    defaults = {"region": "all", "stitching": True, "driving_multiplier": 1.0}
+    changed = {key: value for key, value in given.items() if value != defaults.get(key, False)}
+    if engine != "liveportrait":
+        if changed:
+            flags = ", ".join("--" + key.replace("_", "-") for key in changed)
+            raise AnimaticaError(
+                f"{flags}: only the liveportrait engine has these (use --engine liveportrait)"
+            )
+        return {}
+    from animatica.liveportrait.motion import MotionOptions
+
+    MotionOptions(**given)  # an unknown region is refused before anything is read
+    return given
+
+
 @app.command()
 @user_errors
 def animate(
@@ -96,9 +122,16 @@ def animate(
         str, typer.Option("--output", "-o", help="Output .mp4, or a folder (ending in /) for PNG frames.")
     ],
     engine: Annotated[
-        str, typer.Option(help="auto (fomm with a checkpoint, else landmarks), fomm or landmarks.")
+        str,
+        typer.Option(help="auto (fomm with a checkpoint, else landmarks), fomm, landmarks or liveportrait."),
     ] = "auto",
-    checkpoint: Annotated[str | None, typer.Option(help="FOMM checkpoint: a path or a shipped name.")] = None,
+    checkpoint: Annotated[
+        str | None,
+        typer.Option(
+            help="FOMM checkpoint (a path or a shipped name), or the LivePortrait weight folder "
+            "(default for liveportrait: $ANIMATICA_HOME/checkpoints/liveportrait)."
+        ),
+    ] = None,
     config: Annotated[
         str | None, typer.Option(help="FOMM config: a YAML path or a built-in name (e.g. vox-256).")
     ] = None,
@@ -107,6 +140,27 @@ def animate(
     ] = True,
     adapt_scale: Annotated[
         bool, typer.Option("--adapt-scale", help="Scale the motion by the faces' size ratio.")
+    ] = False,
+    region: Annotated[
+        str, typer.Option(help="liveportrait: the animated region, all, exp, pose, lips or eyes.")
+    ] = "all",
+    stitching: Annotated[
+        bool, typer.Option("--stitching/--no-stitching", help="liveportrait: the stitching network (on).")
+    ] = True,
+    driving_multiplier: Annotated[
+        float, typer.Option(help="liveportrait: more (> 1) or less (< 1) of the driving motion.")
+    ] = 1.0,
+    eye_retargeting: Annotated[
+        bool,
+        typer.Option(
+            "--eye-retargeting", help="liveportrait: eye openness from the driving face's landmarks."
+        ),
+    ] = False,
+    lip_retargeting: Annotated[
+        bool,
+        typer.Option(
+            "--lip-retargeting", help="liveportrait: lip openness from the driving face's landmarks."
+        ),
     ] = False,
     best_frame: Annotated[int | None, typer.Option(help="Measure motion from driving frame N.")] = None,
     find_best_frame: Annotated[
@@ -117,8 +171,20 @@ def animate(
         ),
     ] = False,
     crop_face: Annotated[
-        bool, typer.Option("--crop-face", help="Crop both inputs around the face first.")
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--crop-face/--no-crop",
+            help="Crop both inputs around the face first (default: on for liveportrait, off otherwise).",
+        ),
+    ] = None,
+    paste_back: Annotated[
+        bool | None,
+        typer.Option(
+            "--paste-back/--no-paste-back",
+            help="Put the animated face crop back into the full photo (default: on when cropping for "
+            "liveportrait); photos are capped at 1920 px per side.",
+        ),
+    ] = None,
     fit: Annotated[
         str, typer.Option(help="Fitting inputs to the model size: crop, pad or stretch.")
     ] = "crop",
@@ -135,12 +201,16 @@ def animate(
 
     if fit not in FIT_MODES:
         raise AnimaticaError(f"--fit must be one of {', '.join(FIT_MODES)}, not '{fit}'")
+    lp_options = _liveportrait_options(
+        engine, region, stitching, driving_multiplier, eye_retargeting, lip_retargeting
+    )
     settings = _settings(torch_threads=True)
     request = AnimationRequest(
         source=source, driving=driving, output=output, engine=engine, checkpoint=checkpoint, config=config,
         relative=relative, adapt_scale=adapt_scale, best_frame=best_frame, find_best_frame=find_best_frame,
-        crop_face=crop_face, fit=fit, device=device, precision=precision, batch_size=batch_size,
-        limits=MediaLimits.from_settings(settings), checkpoints_dir=settings.checkpoints_dir,
+        crop_face=crop_face, paste_back=paste_back, fit=fit, device=device, precision=precision,
+        batch_size=batch_size, limits=MediaLimits.from_settings(settings),
+        checkpoints_dir=settings.checkpoints_dir, engine_options=lp_options,
     )  # fmt: skip
     bar = _ProgressBar(enabled=not quiet and sys.stderr.isatty())
     try:
@@ -157,10 +227,64 @@ def animate(
 
 @app.command()
 @user_errors
+def edit(
+    source: Annotated[Path, typer.Option("--source", "-s", help="The photo to edit (jpg, png, webp).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The edited picture (.png).")],
+    checkpoint: Annotated[
+        str | None,
+        typer.Option(help="LivePortrait weight folder (default: $ANIMATICA_HOME/checkpoints/liveportrait)."),
+    ] = None,
+    pitch: Annotated[float, typer.Option(help="Degrees added to the head's pitch (-20 to 20).")] = 0.0,
+    yaw: Annotated[float, typer.Option(help="Degrees added to the head's yaw (-30 to 30).")] = 0.0,
+    roll: Annotated[float, typer.Option(help="Degrees added to the head's roll (-20 to 20).")] = 0.0,
+    eyes: Annotated[
+        float | None, typer.Option(help="Target eye-open ratio, 0 (closed) to 0.8; absent keeps the eyes.")
+    ] = None,
+    lips: Annotated[
+        float | None, typer.Option(help="Target lip-open ratio, 0 (closed) to 0.8; absent keeps the mouth.")
+    ] = None,
+    crop: Annotated[
+        bool,
+        typer.Option(
+            "--crop/--no-crop",
+            help="Find the face and paste the edit back into the photo (default), or take a photo "
+            "already cropped square to the face and write the 512x512 face.",
+        ),
+    ] = True,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto, fp32 or bf16.")] = "auto",
+) -> None:
+    """Turn the head and open or close the eyes and mouth of one photo (LivePortrait)."""
+    import time
+
+    from animatica.liveportrait.edit_options import PortraitEdit
+    from animatica.media.limits import MediaLimits
+    from animatica.media.reader import read_image
+
+    changes = PortraitEdit(pitch=pitch, yaw=yaw, roll=roll, eyes=eyes, lips=lips)  # checked before loading
+    if output.suffix.lower() != ".png":
+        raise AnimaticaError(f"--output must end in .png, not {output.name!r}")
+    settings = _settings(torch_threads=True)
+    picture = read_image(source, MediaLimits.from_settings(settings))
+    from animatica.liveportrait.editing import PortraitEditor, load_for_editing, write_png
+
+    started = time.perf_counter()
+    loaded = load_for_editing(
+        checkpoint, device=device, precision=precision, checkpoints_dir=settings.checkpoints_dir
+    )
+    editor = PortraitEditor(loaded.networks, picture, crop=crop, dtype=loaded.dtype)
+    write_png(editor.edit(changes), output)
+    for note in editor.notes:
+        typer.echo(f"note: {note}", err=True)
+    typer.echo(f"wrote {output} in {time.perf_counter() - started:.1f} s")
+
+
+@app.command()
+@user_errors
 def bench(
-    engine: Annotated[str, typer.Option(help="fomm or landmarks.")] = "fomm",
+    engine: Annotated[str, typer.Option(help="fomm, landmarks or liveportrait (random weights).")] = "fomm",
     size: Annotated[int, typer.Option(help="Frame size (square).")] = 256,
-    frames: Annotated[int, typer.Option(help="Driving frames to time.")] = 16,
+    frames: Annotated[int, typer.Option(help="Driving frames to time (liveportrait: best-of rounds).")] = 16,
     batch_size: Annotated[int, typer.Option(help="Driving frames per forward pass.")] = 4,
     checkpoint: Annotated[
         str | None, typer.Option(help="FOMM checkpoint; random vox-256 weights when absent.")

@@ -63,7 +63,12 @@ class AnimationRequest:
     adapt_scale: bool = False
     best_frame: int | None = None
     find_best_frame: bool = False
-    crop_face: bool = False
+    # Crop both inputs around the face; None: as the engine wants (on for liveportrait, whose
+    # networks expect its portrait framing, off for the others).
+    crop_face: bool | None = None
+    # Put the animated face crop back into the full source photo (engines with a square frame
+    # size); None: on when cropping for liveportrait. See ``face.portrait_crop``.
+    paste_back: bool | None = None
     fit: str = "crop"
     device: str = "auto"
     precision: str = "auto"
@@ -116,7 +121,8 @@ class PreparedJob:
     key: str
     initial_frame: int
     state: dict[str, Any]
-    boxes: np.ndarray | None = None  # (frames, 3) face crop boxes for the whole video, if cropping
+    boxes: np.ndarray | None = None  # (frames, 3 or 4) face crop boxes for the whole video, if cropping
+    window: np.ndarray | None = None  # (4,) the source's crop window, when pasting back
 
     def to_bytes(self) -> bytes:
         """The blob: a ``torch.save`` of dicts, strings, numbers and tensors only."""
@@ -130,6 +136,7 @@ class PreparedJob:
                 "initial_frame": int(self.initial_frame),
                 "state": self.state,
                 "boxes": None if self.boxes is None else _tensor(self.boxes),
+                "window": None if self.window is None else _tensor(self.window),
             },
             buffer,
         )
@@ -151,7 +158,7 @@ class PreparedJob:
                 f"the prepared state has format version {tree.get('version')!r}; this version reads "
                 f"{PREPARED_VERSION}: prepare the job again"
             )
-        boxes = tree.get("boxes")
+        boxes, window = tree.get("boxes"), tree.get("window")
         try:
             return cls(
                 engine=str(tree["engine"]),
@@ -159,6 +166,7 @@ class PreparedJob:
                 initial_frame=int(tree["initial_frame"]),
                 state=dict(tree["state"]),
                 boxes=None if boxes is None else boxes.numpy(),
+                window=None if window is None else window.numpy(),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise StateError(f"the prepared state is incomplete ({exc!r})") from exc
@@ -196,15 +204,58 @@ def _engine_options(request: AnimationRequest, name: str) -> dict[str, Any]:
             adapt_scale=request.adapt_scale,
             checkpoints_dir=request.checkpoints_dir,
         )
+    elif name == "liveportrait":  # its motion switches (region, stitching, …) come in engine_options
+        options.update(
+            device=request.device,
+            checkpoint=request.checkpoint,
+            precision=request.precision,
+            relative=request.relative,
+            checkpoints_dir=request.checkpoints_dir,
+        )
     else:
         options.setdefault("source_name", Path(request.source).name)
     return options
 
 
-def _face_track(request: AnimationRequest, info: MediaInfo) -> np.ndarray | None:
+# Engines whose inputs are framed the way LivePortrait frames them (``face.portrait_crop``).
+_PORTRAIT_ENGINES = frozenset({"liveportrait"})
+
+
+def _resolved(request: AnimationRequest, engine: Engine) -> AnimationRequest:
+    """The request with its automatic choices (``None``) made for ``engine``."""
+    from dataclasses import replace
+
+    portrait = engine.name in _PORTRAIT_ENGINES
+    paste = request.paste_back
+    crop = (portrait or bool(paste)) if request.crop_face is None else request.crop_face
+    if paste is None:
+        paste = crop and portrait
+    elif paste and engine.frame_size is None:
+        raise AnimaticaError(
+            f"--paste-back is for engines that animate a face crop; the {engine.name} engine "
+            "animates the whole photo already"
+        )
+    elif paste and not crop:
+        raise AnimaticaError("--paste-back puts an animated face crop back: it needs cropping (--crop-face)")
+    return replace(request, crop_face=crop, paste_back=paste)
+
+
+def _crop_side(engine: Engine) -> int:
+    from animatica.face.portrait_crop import DEFAULT_SIZE
+
+    return max(engine.frame_size) if engine.frame_size is not None else DEFAULT_SIZE
+
+
+def _face_track(request: AnimationRequest, engine: Engine, info: MediaInfo) -> np.ndarray | None:
     """Smoothed face crop boxes for every driving frame (one pass over the whole video), if asked."""
     if not request.crop_face:
         return None
+    if engine.name in _PORTRAIT_ENGINES:
+        from animatica.face.portrait_crop import framings, track_windows
+
+        return track_windows(
+            _driving(request, info), framing=framings(engine.name)[1], what=f"the video {info.path.name}"
+        )
     from animatica.face.crop import track_boxes
 
     return track_boxes(_driving(request, info), what=f"the video {info.path.name}")
@@ -220,7 +271,11 @@ def _frames(
 ) -> Iterator[np.ndarray]:
     """Driving frames from ``start`` on, as the engine wants them: face-cropped if asked, fitted."""
     frames: Iterator[np.ndarray] = _driving(request, info, start)  # seeks: a segment costs O(its length)
-    if boxes is not None:
+    if boxes is not None and engine.name in _PORTRAIT_ENGINES:
+        from animatica.face.portrait_crop import crop_with_windows
+
+        frames = crop_with_windows(frames, boxes[start:], _crop_side(engine))
+    elif boxes is not None:
         from animatica.face.crop import crop_with_boxes
 
         frames = crop_with_boxes(frames, boxes[start:], engine.frame_size)
@@ -229,15 +284,35 @@ def _frames(
     return frames
 
 
-def _source(request: AnimationRequest, engine: Engine) -> np.ndarray:
+def _full_source(request: AnimationRequest) -> np.ndarray:
+    """The source photo; when the animation is pasted back into it, at most the paste-back size."""
     image = read_image(request.source, request.limits)
-    if request.crop_face:
+    if request.paste_back:
+        from animatica.face.portrait_crop import PASTE_BACK_MAX_SIDE
+        from animatica.media.fit import fit_within
+
+        image = fit_within(image, PASTE_BACK_MAX_SIDE)
+    return image
+
+
+def _source(request: AnimationRequest, engine: Engine) -> tuple[np.ndarray, np.ndarray | None, Any]:
+    """The engine's source image, and when pasting back: the crop's window and the `PasteBack`."""
+    image = _full_source(request)
+    window, paste = None, None
+    if request.crop_face and (request.paste_back or engine.name in _PORTRAIT_ENGINES):
+        from animatica.face.portrait_crop import PasteBack, crop_portrait, framings
+
+        crop = crop_portrait(image, _crop_side(engine), framing=framings(engine.name)[0])
+        if request.paste_back:
+            window, paste = crop.window.to_array(), PasteBack(image, crop.window)
+        image = crop.image
+    elif request.crop_face:
         from animatica.face.crop import crop_image
 
         image = crop_image(image, engine.frame_size)
     if engine.frame_size is not None:
         image = fit_frame(image, engine.frame_size, request.fit)  # type: ignore[arg-type]
-    return image
+    return image, window, paste
 
 
 def _frame_at(frames: Iterator[np.ndarray], path: Path, index: int) -> np.ndarray:
@@ -306,6 +381,8 @@ def _prepared_key(request: AnimationRequest, name: str) -> str:
         options.pop(local, None)
     digest = hashlib.sha256()
     described = {"engine": name, "options": options, "crop_face": request.crop_face, "fit": request.fit}
+    if request.paste_back:
+        described["paste_back"] = True
     digest.update(json.dumps(described, sort_keys=True, default=repr).encode())
     for path in (request.source, request.driving):
         digest.update(b"\0")
@@ -322,6 +399,8 @@ class _Setup:
     initial_index: int
     boxes: np.ndarray | None
     done: int = 0  # frames animated so far
+    window: np.ndarray | None = None  # the source's crop window, when pasting back
+    paste: Any = None  # its `face.portrait_crop.PasteBack`
 
 
 def _load(request: AnimationRequest) -> tuple[str, Engine]:
@@ -333,14 +412,14 @@ def _prepare(
     request: AnimationRequest, engine: Engine, info: MediaInfo, report: Callable[[Progress], None]
 ) -> _Setup:
     """Everything that depends only on the source and the initial driving frame, computed once."""
-    source = _source(request, engine)
+    source, window, paste = _source(request, engine)
     initial_index = _initial_index(request, info)
-    boxes = _face_track(request, info)  # once, shared by the initial frame and the animation
+    boxes = _face_track(request, engine, info)  # once, shared by the initial frame and the animation
     initial = _frame_at(
         _frames(request, engine, info, boxes, initial_index), Path(request.driving), initial_index
     )
     report(Progress("prepare", 0, info.frame_count, 0.0, None))
-    return _Setup(engine, engine.prepare(source, initial), initial_index, boxes)
+    return _Setup(engine, engine.prepare(source, initial), initial_index, boxes, window=window, paste=paste)
 
 
 def _from_prepared(
@@ -356,7 +435,16 @@ def _from_prepared(
             f"the prepared state measures motion from frame {job.initial_frame}, "
             f"not from {request.best_frame}"
         )
-    return _Setup(engine, engine.state_from_dict(job.state), job.initial_frame, job.boxes)
+    paste = None
+    if request.paste_back:
+        if job.window is None:
+            raise StateError("the prepared state has no crop window to paste the animation back with")
+        from animatica.face.portrait_crop import CropWindow, PasteBack
+
+        paste = PasteBack(_full_source(request), CropWindow.from_array(job.window))
+    setup = _Setup(engine, engine.state_from_dict(job.state), job.initial_frame, job.boxes)
+    setup.window, setup.paste = job.window, paste
+    return setup
 
 
 def preload(engine: str, **options: Any) -> None:
@@ -379,6 +467,7 @@ def prepare(request: AnimationRequest, on_progress: Callable[[Progress], None] |
     try:
         report(Progress("load", 0, info.frame_count, 0.0, None))
         name, engine = _load(request)
+        request = _resolved(request, engine)
         setup = _prepare(request, engine, info, report)
     except FrameLimitExceeded as error:  # only raised under request.max_frames
         raise _too_long(request, info) from error
@@ -388,6 +477,7 @@ def prepare(request: AnimationRequest, on_progress: Callable[[Progress], None] |
         initial_frame=setup.initial_index,
         state=engine.state_to_dict(setup.state),
         boxes=setup.boxes,
+        window=setup.window,
     )
 
 
@@ -403,6 +493,7 @@ def _start(
         raise AnimaticaError(f"bad frame range [{request.start}, {request.stop})")
     report(Progress("load", 0, info.frame_count, 0.0, None))
     name, engine = _load(request)
+    request = _resolved(request, engine)
     if prepared is None:
         return _prepare(request, engine, info, report)
     setup = _from_prepared(request, name, engine, prepared)
@@ -437,6 +528,8 @@ def _animated(
         if cancelled():
             raise Cancelled("the animation was canceled")
         animated = engine.animate(state, chunk)
+        if setup.paste is not None:
+            animated = setup.paste.frames(animated)
         setup.done += len(animated)
         yield animated
         elapsed = time.perf_counter() - animate_started
@@ -454,7 +547,7 @@ def animate_frames(
     prepared: "PreparedJob | bytes | None" = None,
 ) -> Iterator[np.ndarray]:
     """The animated frames ``[start, stop)`` one by one, ``(H, W, 3)`` uint8, for a caller that
-    stores them itself (a segment's lossless file); ``request.output`` is not used.
+    stores them itself (a segment's file); ``request.output`` is not used.
 
     Nothing is read before the first frame is asked for; errors are raised from the iteration.
     """

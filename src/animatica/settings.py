@@ -76,6 +76,11 @@ class Settings(BaseSettings):
         default=None,
         description="Config of that checkpoint (YAML path or built-in name); None: the one it stores.",
     )
+    liveportrait_checkpoint: str = Field(
+        default="liveportrait",
+        description="LivePortrait weight folder of service jobs: a folder name under the home folder's "
+        "checkpoints/ or a path; empty turns the liveportrait engine off.",
+    )
     # --- service: worker and retention ---
     worker_enabled: bool = True
     worker_concurrency: int = Field(default=1, ge=1, description="Jobs animated at the same time.")

@@ -73,7 +73,8 @@ def test_a_segment_animates_from_the_prepared_state_without_preparing_again(
     assert count == part.frames
     got = list(iter_segment(packed))
     assert len(got) == count
-    # The whole run's frames of that range went through H.264 once; the segment's are lossless.
+    # Both went through H.264 once, but in different encodes (the segment's starts at its seam), and
+    # the landmarks engine's segment tracks only its warm-up frames: close frames, not equal ones.
     expected = _frames(whole)[part.start : part.stop]
     assert [frame.shape for frame in got] == [frame.shape for frame in expected]
     assert max(np.abs(a.astype(int) - b.astype(int)).mean() for a, b in zip(got, expected, strict=True)) < 8

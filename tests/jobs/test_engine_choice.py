@@ -57,13 +57,14 @@ def test_auto_and_fomm_become_concrete_engines(tmp_path: Path, tiny_fomm_checkpo
     assert engine_choice.concrete_engine(have, "fomm") == "fomm"
     with pytest.raises(CheckpointError):
         engine_choice.concrete_engine(lack, "fomm")
-    assert engine_choice.weights_for(have, "fomm") == engine_choice.FommWeights(
+    assert engine_choice.weights_for(have, "fomm") == engine_choice.EngineWeights(
         tiny_fomm_checkpoint.resolve(), None
     )
     assert engine_choice.weights_for(have, "landmarks") is None
     assert [(s.id, s.available) for s in engine_choice.engine_statuses(lack)] == [
         ("landmarks", True),
         ("fomm", False),
+        ("liveportrait", False),  # no weights in this home
     ]
 
 
@@ -93,7 +94,7 @@ def test_weights_for_a_job_are_the_operators_and_only_for_fomm(
     assert engine_choice.weights_for(have, "landmarks") is None
     assert engine_choice.weights_for(have, "auto") is None  # the operator did not opt in
     weights = engine_choice.weights_for(have, "fomm")
-    assert weights == engine_choice.FommWeights(tiny_fomm_checkpoint.resolve(), "vox-256")
+    assert weights == engine_choice.EngineWeights(tiny_fomm_checkpoint.resolve(), "vox-256")
     with pytest.raises(CheckpointError):
         engine_choice.weights_for(_settings(tmp_path, MISSING), "fomm")
     # A planted path in the stored options never reaches the pipeline.
@@ -133,7 +134,11 @@ def test_api_accepts_fomm_when_weights_resolve(
     client = make_client(worker=False, fomm_checkpoint=str(tiny_fomm_checkpoint), engine="fomm")
     tokens = api.signup_login(client, "alice")
     engines = client.get("/api/v1/engines", headers=api.bearer(tokens)).json()["engines"]
-    assert {e["id"]: e["available"] for e in engines} == {"landmarks": True, "fomm": True}
+    assert {e["id"]: e["available"] for e in engines} == {
+        "landmarks": True,
+        "fomm": True,
+        "liveportrait": False,
+    }
     for asked in ("fomm", "auto"):
         job = api.submit(client, tokens, media["image"], media["video"], engine=asked)
         assert job.status_code == 202 and job.json()["engine"] == "fomm"

@@ -255,6 +255,10 @@ def test_the_time_limit_grows_with_the_driving_video_unless_one_is_set() -> None
     assert derived.time_limit(None) is None
     fixed = JobBounds(timeout_seconds=120.0)
     assert fixed.time_limit(450) == fixed.time_limit(None) == 120.0
+    # a slower engine gets more time per frame; a set limit stays what the operator set
+    assert derived.for_engine("liveportrait").time_limit(450) > derived.time_limit(450)
+    assert derived.for_engine("landmarks").time_limit(450) == derived.time_limit(450)
+    assert fixed.for_engine("liveportrait").time_limit(450) == 120.0
 
 
 def test_public_text_keeps_file_names_and_drops_where_they_live() -> None:

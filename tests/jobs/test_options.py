@@ -7,18 +7,22 @@ from pathlib import Path
 import pytest
 
 from animatica.errors import CheckpointError
-from animatica.jobs.engine_choice import FommWeights
+from animatica.jobs.engine_choice import EngineWeights
 from animatica.jobs.options import InvalidOptions, JobOptions
 from animatica.pipeline import AnimationRequest
 
-WEIGHTS = FommWeights(Path("/operator/vox.pth.tar"), "vox-256")
+WEIGHTS = EngineWeights(Path("/operator/vox.pth.tar"), "vox-256")
 MACHINE = {"device": "cpu", "precision": "fp32", "batch_size": 2}
 
 
 def test_defaults_are_what_a_request_that_names_nothing_gets() -> None:
     options = JobOptions()
     assert (options.engine, options.relative, options.adapt_scale) == ("auto", True, False)
-    assert (options.crop_face, options.find_best_frame, options.fit) == (False, False, "crop")
+    assert (options.crop_face, options.find_best_frame, options.fit) == (
+        None,
+        False,
+        "crop",
+    )  # crop: as the engine wants
     assert options.max_frames is None and options.frame_rate is None
 
 
@@ -27,7 +31,7 @@ def test_unknown_names_and_wrong_types_are_refused_with_one_error_the_service_an
 
     with pytest.raises(InvalidOptions) as engine:
         JobOptions(engine="magic")
-    assert str(engine.value) == "Unknown engine 'magic'; use one of landmarks, fomm, auto."
+    assert str(engine.value) == "Unknown engine 'magic'; use one of landmarks, fomm, liveportrait, auto."
     with pytest.raises(InvalidOptions) as fit:
         JobOptions(fit="zoom")
     assert str(fit.value) == "Unknown fit 'zoom'; use one of crop, pad, stretch."

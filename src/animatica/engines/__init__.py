@@ -2,7 +2,9 @@
 
 ``ENGINES`` is the one list of engines: every name a job, the command line or the service may
 ask for maps to the loader of that engine. Loaders import their engine on first use, so one
-engine's packages (torch for fomm, the face detectors for landmarks) never load the other's.
+engine's packages (torch for fomm and liveportrait, the face detectors for landmarks) never load
+the other's. The liveportrait engine takes a weight folder (``--checkpoint DIR``, or the folder
+``liveportrait`` under the checkpoints folder when none is given).
 """
 
 from collections.abc import Callable
@@ -33,7 +35,18 @@ def _load_fomm(**options: Any) -> Engine:
     return FommEngine.load(**options)
 
 
-ENGINES: dict[str, Callable[..., Engine]] = {"landmarks": _load_landmarks, "fomm": _load_fomm}
+def _load_liveportrait(**options: Any) -> Engine:
+    from animatica.engines.liveportrait import LivePortraitEngine
+
+    options.pop("config", None)  # the weight folder is the whole model: no config to choose
+    return LivePortraitEngine.load(**options)
+
+
+ENGINES: dict[str, Callable[..., Engine]] = {
+    "landmarks": _load_landmarks,
+    "fomm": _load_fomm,
+    "liveportrait": _load_liveportrait,
+}
 REQUESTABLE: tuple[str, ...] = (*ENGINES, AUTO)
 
 

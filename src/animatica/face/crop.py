@@ -57,8 +57,14 @@ def track_boxes(
     smooth: float = 8.0,
     face_index: int | None = None,
     what: str = "the driving video",
+    frame_box: Callable[[np.ndarray], np.ndarray] | None = None,
+    inside: bool = True,
 ) -> np.ndarray:
-    """``(N, 3)`` smoothed crop boxes (centre x, centre y, side), one per frame, inside the frame."""
+    """``(N, 3)`` smoothed crop boxes (centre x, centre y, side), one per frame, inside the frame.
+
+    ``frame_box`` replaces ``crop_box`` for other framings (landmarks -> any vector of numbers,
+    each interpolated and smoothed on its own); ``inside=False`` lets boxes reach beyond the frame.
+    """
     if every < 1:
         raise AnimaticaError(f"The face search interval must be at least 1 frame, got {every}.")
     analyzer = analyzer or get_analyzer()
@@ -88,16 +94,17 @@ def track_boxes(
             if previous.iou(box) < 0.2:
                 continue  # a different face; ours is hidden or gone for now
         previous = box
-        samples[i] = crop_box(analyzer.landmarks(frame, box), scale, offset)
+        points = analyzer.landmarks(frame, box)
+        samples[i] = frame_box(points) if frame_box is not None else crop_box(points, scale, offset)
     if not samples:
         raise NoFaceError(f"No face was found in {what}: use a video that shows a face clearly.")
     known = np.array(sorted(samples))
     values = np.array([samples[k] for k in known])
     index = np.arange(count)
-    boxes = np.stack([np.interp(index, known, values[:, j]) for j in range(3)], axis=1)
+    boxes = np.stack([np.interp(index, known, values[:, j]) for j in range(values.shape[1])], axis=1)
     if smooth > 0 and count > 2:
         boxes = _smooth(boxes, smooth)
-    return np.array([fit_inside(b, *shape) for b in boxes])
+    return np.array([fit_inside(b, *shape) for b in boxes]) if inside else boxes
 
 
 def _smooth(values: np.ndarray, sigma: float) -> np.ndarray:

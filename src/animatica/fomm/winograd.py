@@ -180,8 +180,16 @@ class WinogradConv2d(nn.Module):
     tensors in any memory format and returns NCHW tensors that are channels-last in memory.
     """
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, padding: int, tile: int = 4):
+    def __init__(
+        self,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        padding: int,
+        tile: int = 4,
+        block_bytes: int | None = None,
+    ):
         super().__init__()
+        self.block_bytes = block_bytes  # None: BLOCK_BYTES; wide layers do better with larger blocks
         out_ch, in_ch, kh, kw = weight.shape
         if kh != kw:
             raise ValueError(f"Winograd needs a square kernel, got {kh}x{kw}")
@@ -241,7 +249,7 @@ class WinogradConv2d(nn.Module):
         padded = self._padded(x, pre)
         s = padded.stride()
         tile_bytes = alpha * alpha * max(c, o) * padded.element_size()
-        rows_per_block = max(1, min(th, BLOCK_BYTES // (tile_bytes * tw)))
+        rows_per_block = max(1, min(th, (self.block_bytes or BLOCK_BYTES) // (tile_bytes * tw)))
         for img in range(n):
             for r0 in range(0, th, rows_per_block):
                 rows = min(rows_per_block, th - r0)

@@ -7,8 +7,13 @@ Run whole, a job is one pipeline run. Segmented (on Celery workers), it is:
   state; the searches read the whole video, which no segment should repeat), keep it as one blob
   for every segment, and cut the video into segments by frame;
 * segment: animate driving frames ``[start, stop)`` from that blob (relative motion still measured
-  from the whole video's initial frame) straight into a lossless segment file;
-* join: encode the segments' frames in order, with the driving video's sound, once.
+  from the whole video's initial frame) and encode them, as the single-process run encodes its
+  frames, into a segment file that starts with a keyframe;
+* join: copy the segments' encoded frames in order into one MP4, with the driving video's sound
+  (`join`): no frame is decoded or encoded again, so the encode runs in parallel with the segments.
+
+A segmented result therefore looks like, but is not bit for bit, the single-process result: each
+segment's encoder starts afresh at its seam (`segment_file`). The in-process runner never segments.
 
 Every run, whole or segment, builds its pipeline request with `request_fields`, from the job's
 options (`options.JobOptions`) and the worker's own settings: the FOMM weights, device, precision

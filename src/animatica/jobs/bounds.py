@@ -11,7 +11,7 @@ Three bounds stop it; the job then fails with a message that says which, and its
 """
 
 import resource
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from animatica.settings import Settings
 
@@ -22,6 +22,9 @@ BASE_SECONDS = 300.0
 # that speed, its cores shared by two jobs, needs 1.5 s. The rest is room for the passes that report
 # no progress (face cropping, best-frame search). The landmarks engine is about ten times faster.
 SECONDS_PER_FRAME = 2.0
+# Engines far slower per frame than that: LivePortrait renders a 512x512 frame in about 8 s on two
+# EPYC cores in fp32 (about 1.2 TFLOP), so a job of it gets 30 s a frame.
+ENGINE_SECONDS_PER_FRAME = {"liveportrait": 30.0}
 
 
 @dataclass(frozen=True)
@@ -29,10 +32,15 @@ class JobBounds:
     timeout_seconds: float = 0.0  # 0: derived from the driving video's frames
     stall_seconds: float = 0.0  # 0: a silent job is never stopped for it
     memory_mb: int = 0  # 0: no cap
+    seconds_per_frame: float = SECONDS_PER_FRAME  # of the derived wall-clock limit
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "JobBounds":
         return cls(settings.job_timeout_seconds, settings.job_stall_seconds, settings.job_memory_mb)
+
+    def for_engine(self, engine: str | None) -> "JobBounds":
+        """These bounds for a job of ``engine``: its derived time limit allows for its frame cost."""
+        return replace(self, seconds_per_frame=ENGINE_SECONDS_PER_FRAME.get(engine or "", SECONDS_PER_FRAME))
 
     def time_limit(self, frames: int | None) -> float | None:
         """Seconds an animation of ``frames`` driving frames may take; None when nothing bounds it."""
@@ -40,7 +48,7 @@ class JobBounds:
             return self.timeout_seconds
         if frames is None:
             return None
-        return BASE_SECONDS + SECONDS_PER_FRAME * max(0, frames)
+        return BASE_SECONDS + self.seconds_per_frame * max(0, frames)
 
 
 def cap_memory(megabytes: int) -> None:

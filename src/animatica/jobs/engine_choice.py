@@ -1,10 +1,12 @@
-"""Which engine a service job runs on, and with which FOMM weights.
+"""Which engine a service job runs on, and with which weights.
 
 Users choose an engine by name; only the operator chooses weights (``ANIMATICA_FOMM_CHECKPOINT``
-and ``ANIMATICA_FOMM_CONFIG``), so a job never carries a path of anybody else's choosing. The
+and ``ANIMATICA_FOMM_CONFIG``, ``ANIMATICA_LIVEPORTRAIT_CHECKPOINT``), so a job never carries a
+path of anybody else's choosing. The
 submission, the in-process executor and every Celery worker resolve the weights here from their
 own settings, so they agree on what "fomm is available" means. ``auto`` becomes a concrete
-engine when the job is submitted, so a job's record says what actually ran.
+engine when the job is submitted, so a job's record says what actually ran: the operator's
+``ANIMATICA_ENGINE`` (fomm or liveportrait) when its weights are configured, else landmarks.
 """
 
 import logging
@@ -20,16 +22,23 @@ log = logging.getLogger("animatica.jobs")
 # Shown to users, so it names no server path; the operator finds the detail in the log.
 NO_WEIGHTS = "this server has no FOMM model weights installed, so the fomm engine cannot run"
 TURNED_OFF = "the fomm engine is turned off on this server"
+LP_NO_WEIGHTS = (
+    "this server has no LivePortrait model weights installed, so the liveportrait engine cannot run"
+)
+LP_TURNED_OFF = "the liveportrait engine is turned off on this server"
 _reported: set[str] = set()
 
 
 @dataclass(frozen=True)
-class FommWeights:
+class EngineWeights:
+    """The weights of an engine that needs some: a FOMM checkpoint and config, or a LivePortrait folder."""
+
     checkpoint: Path
     config: str | None
+    engine: str = "fomm"
 
 
-def fomm_weights(settings: Settings) -> FommWeights:
+def fomm_weights(settings: Settings) -> EngineWeights:
     """The checkpoint service jobs use; CheckpointError with a user-safe message when none resolves."""
     from animatica.fomm.checkpoint import resolve_checkpoint
 
@@ -43,7 +52,34 @@ def fomm_weights(settings: Settings) -> FommWeights:
             _reported.add(str(error))
             log.warning("FOMM checkpoint for service jobs not found", extra={"reason": str(error)})
         raise CheckpointError(f"{NO_WEIGHTS}; choose the landmarks engine.") from error
-    return FommWeights(found.resolve(), settings.fomm_config or None)
+    return EngineWeights(found.resolve(), settings.fomm_config or None)
+
+
+def liveportrait_weights(settings: Settings) -> EngineWeights:
+    """The LivePortrait weight folder service jobs use; CheckpointError with a user-safe message when
+    it is turned off or incomplete (the operator finds which files are missing in the log)."""
+    from animatica.liveportrait.layout import resolve_weights
+
+    wanted = settings.liveportrait_checkpoint.strip()
+    if not wanted:
+        raise CheckpointError(f"{LP_TURNED_OFF}; choose the landmarks engine.")
+    try:
+        found = resolve_weights(wanted, settings.checkpoints_dir)
+    except CheckpointError as error:
+        if str(error) not in _reported:
+            _reported.add(str(error))
+            log.warning("LivePortrait weights for service jobs not found", extra={"reason": str(error)})
+        raise CheckpointError(f"{LP_NO_WEIGHTS}; choose the landmarks engine.") from error
+    return EngineWeights(found.resolve(), None, engine="liveportrait")
+
+
+def liveportrait_problem(settings: Settings) -> str | None:
+    """Why the liveportrait engine cannot run here, or None when it can."""
+    try:
+        liveportrait_weights(settings)
+    except CheckpointError as error:
+        return str(error)
+    return None
 
 
 def fomm_problem(settings: Settings) -> str | None:
@@ -65,26 +101,41 @@ def default_weights(settings: Settings) -> str | None:
     return settings.fomm_checkpoint.strip() or None if settings.engine == "fomm" else None
 
 
+def _choose(settings: Settings, requested: str) -> str:
+    """`choose_engine` with the operator's weights; ``auto`` is liveportrait when the operator made it
+    the default (``ANIMATICA_ENGINE=liveportrait``) and did not turn it off."""
+    if requested == AUTO and settings.engine == "liveportrait" and settings.liveportrait_checkpoint.strip():
+        return "liveportrait"
+    return choose_engine(requested, default_weights(settings))
+
+
 def default_engine(settings: Settings) -> str:
     """The engine a job that names none (or names ``auto``) runs on, whether or not it can run now."""
-    return choose_engine(AUTO, default_weights(settings))
+    return _choose(settings, AUTO)
 
 
 def concrete_engine(settings: Settings, requested: str) -> str:
     """The engine a request for ``requested`` runs on: `choose_engine` with the operator's weights.
 
-    Raises CheckpointError when fomm is asked for (or is the operator's default) and cannot run;
-    the caller refuses the job before taking its credit.
+    Raises CheckpointError when fomm or liveportrait is asked for (or is the operator's default)
+    and cannot run; the caller refuses the job before taking its credit.
     """
-    name = choose_engine(requested, default_weights(settings))
+    name = _choose(settings, requested)
     if name == "fomm":
         fomm_weights(settings)
+    elif name == "liveportrait":
+        liveportrait_weights(settings)
     return name
 
 
-def weights_for(settings: Settings, engine: str) -> FommWeights | None:
-    """The operator's FOMM weights when ``engine`` runs on fomm, None when it needs none."""
-    return fomm_weights(settings) if concrete_engine(settings, engine) == "fomm" else None
+def weights_for(settings: Settings, engine: str) -> EngineWeights | None:
+    """The operator's weights for the engine ``engine`` runs on, None when it needs none."""
+    name = concrete_engine(settings, engine)
+    if name == "fomm":
+        return fomm_weights(settings)
+    if name == "liveportrait":
+        return liveportrait_weights(settings)
+    return None
 
 
 @dataclass(frozen=True)
@@ -96,5 +147,5 @@ class EngineStatus:
 
 def engine_statuses(settings: Settings) -> list[EngineStatus]:
     """Every engine a job may name, with whether this server can run it right now."""
-    problems = {"fomm": fomm_problem(settings)}
+    problems = {"fomm": fomm_problem(settings), "liveportrait": liveportrait_problem(settings)}
     return [EngineStatus(name, problems.get(name) is None, problems.get(name)) for name in ENGINES]

@@ -1,66 +1,32 @@
-"""Joining animated segments into the final video: frames in order, sound once, no seams.
+"""Joining encoded segments into the final video: frames in order, sound once, no re-encode.
 
-The joined frames go through ``open_writer`` with the driving video's exact frame rate and its
-sound, which is exactly what the single-process pipeline does with the same frames; so the
-result is the same video, and the audio is one continuous track cut to the last frame rather
-than pieces that could click or drift at every boundary.
+Segments arrive already encoded (`segment_file`), so the join copies their packets into one MP4
+(`media.concat`): the seconds it takes do not grow with the engine or the frame size, which keeps
+the serial step after the parallel segments short. The sound is the driving video's, carried once
+for the whole result, never in pieces that could click or drift at a seam.
+
+Every segment is checked before anything is written: a segment missing, cut short, damaged, encoded
+differently or holding another number of frames than it reported fails the join, names the
+segment, and leaves no result; a missing or doubled frame would shift the sound against the
+picture for the rest of the video.
 """
 
-import queue
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from animatica.errors import MediaError
-from animatica.jobs.segment_file import iter_segment
-from animatica.media.writer import open_writer
+from animatica.media.concat import VideoPart, concat_parts, inspect_part
 
 
-def _frames(parts: Sequence[Path]) -> Iterator[tuple[int, np.ndarray]]:
-    """(segment index, frame) for every frame of every part, in order."""
-    for index, part in enumerate(parts):
-        for frame in iter_segment(part):
-            yield index, frame
-
-
-_END = object()
-
-
-def _read_ahead(frames: Iterator[Any], depth: int = 16) -> Iterator[Any]:
-    """``frames``, decoded on a second thread while the caller encodes: the join runs alone on its
-    worker at the end of a job, and decoding the lossless segments (PyAV releases the GIL) then
-    overlaps the final encode instead of adding to it. An error while decoding is raised here."""
-    ready: queue.Queue[Any] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def read() -> None:
-        try:
-            for frame in frames:
-                if stop.is_set():
-                    return
-                ready.put(frame)
-            ready.put(_END)
-        except BaseException as exc:  # handed to the caller's thread
-            ready.put(exc)
-
-    thread = threading.Thread(target=read, name="join-reader", daemon=True)
-    thread.start()
+def _inspect(index: int, path: Path, fps: Fraction, want: int | None) -> VideoPart:
     try:
-        while (item := ready.get()) is not _END:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        while thread.is_alive():  # let a reader blocked on a full queue see the stop
-            try:
-                ready.get_nowait()
-            except queue.Empty:
-                thread.join(0.05)
+        part = inspect_part(path, fps)
+    except MediaError as exc:
+        raise MediaError(f"segment {index}: {exc}; animate that segment again.") from exc
+    if want is not None and part.frames != want:
+        raise MediaError(f"segment {index} has {part.frames} frames instead of {want}; animate it again.")
+    return part
 
 
 def join_segments(
@@ -70,28 +36,26 @@ def join_segments(
     audio_from: Path | None = None,
     expected_frames: Sequence[int | None] | None = None,
 ) -> int:
-    """Concatenate segment files into ``output``; returns the number of frames written.
+    """Join segment files into the video ``output``; returns the number of frames written.
 
-    ``expected_frames`` gives each segment's frame count (None where unknown): a segment that
-    holds another number of frames fails the join and nothing is written, since a missing or
-    doubled frame would shift the sound against the picture for the rest of the video.
+    ``expected_frames`` gives each segment's frame count as its worker reported it (None where
+    unknown).
     """
     if not parts:
         raise MediaError("there are no segments to join")
-    if expected_frames is not None and len(expected_frames) != len(parts):
+    if expected_frames is None:
+        expected_frames = [None] * len(parts)
+    if len(expected_frames) != len(parts):
         raise ValueError("expected_frames must give one count per segment")
-    counts = [0] * len(parts)
-    with open_writer(output, fps, audio_from=audio_from) as writer:
-        for index, frame in _read_ahead(_frames(parts)):
-            counts[index] += 1
-            if expected_frames is not None:
-                want = expected_frames[index]
-                if want is not None and counts[index] > want:
-                    raise MediaError(f"segment {index} has more than its {want} frames; re-run it.")
-            writer.write(frame)
-        if expected_frames is not None:
-            for index, (got, want) in enumerate(zip(counts, expected_frames, strict=True)):
-                if want is not None and got != want:
-                    raise MediaError(f"segment {index} has {got} frames instead of {want}; re-run it.")
-        total = writer.frames_written
-    return total
+    checked = [
+        _inspect(index, Path(path), fps, want)
+        for index, (path, want) in enumerate(zip(parts, expected_frames, strict=True))
+    ]
+    first = checked[0]
+    for index, part in enumerate(checked[1:], start=1):
+        if (part.width, part.height, part.extradata) != (first.width, first.height, first.extradata):
+            raise MediaError(
+                f"segment {index} was encoded with other settings than segment 0 ({part.width}x"
+                f"{part.height} vs {first.width}x{first.height}, or another encoder); animate it again."
+            )
+    return concat_parts(checked, output, fps, audio_from)

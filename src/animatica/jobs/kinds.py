@@ -15,10 +15,10 @@ Everything else (taking the job, fetching its inputs, watching it, storing the r
 and settling its credit) is `animatica.jobs.lifecycle`, written once for every kind.
 
 Where a kind is run, its module must have been imported, because the registry lives in memory.
-The animation kind is built in. Any other is listed, by module, in the ``job_kinds`` setting
-(``ANIMATICA_JOB_KINDS``, comma-separated); every process that runs jobs imports those modules
-when it starts (the service's runner, each animation child, each Celery worker), and a module
-registers its kinds with `register` when imported.
+The animation and portrait-edit kinds are built in. Any other is listed, by module, in the
+``job_kinds`` setting (``ANIMATICA_JOB_KINDS``, comma-separated); every process that runs jobs
+imports those modules when it starts (the service's runner, each animation child, each Celery
+worker), and a module registers its kinds with `register` when imported.
 """
 
 import importlib
@@ -34,7 +34,7 @@ from animatica.errors import AnimaticaError
 from animatica.jobs.segments import Segment
 from animatica.settings import Settings
 
-BUILT_IN = ("animatica.jobs.animation",)
+BUILT_IN = ("animatica.jobs.animation", "animatica.jobs.portrait_edit")
 log = logging.getLogger("animatica.jobs")
 
 OnProgress = Callable[[Any], None]  # takes objects with stage, done, total, eta_seconds (all optional)

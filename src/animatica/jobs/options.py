@@ -19,7 +19,7 @@ from animatica.errors import AnimaticaError, CheckpointError
 from animatica.media.fit import FIT_MODES
 
 if TYPE_CHECKING:
-    from animatica.jobs.engine_choice import FommWeights
+    from animatica.jobs.engine_choice import EngineWeights
 
 USER_FIELDS = ("engine", "relative", "adapt_scale", "crop_face", "find_best_frame", "fit")
 # Set by the server from the checked upload, never taken from a request.
@@ -36,7 +36,8 @@ class JobOptions(BaseModel):
     engine: str = AUTO  # one of engines.REQUESTABLE; a stored job holds the concrete engine
     relative: bool = True
     adapt_scale: bool = False
-    crop_face: bool = False
+    # None: as the engine wants (on for liveportrait, whose networks expect a face crop).
+    crop_face: bool | None = None
     find_best_frame: bool = False
     fit: str = "crop"  # one of media.fit.FIT_MODES
     # The plan's length limit in frames at the clip's rate: decoding stops there, whatever the
@@ -90,7 +91,7 @@ class JobOptions(BaseModel):
         driving: Path,
         output: Path | str,
         *,
-        weights: "FommWeights | None",
+        weights: "EngineWeights | None",
         device: str,
         precision: str,
         batch_size: int,
@@ -102,12 +103,21 @@ class JobOptions(BaseModel):
         those weights, by the same rule as on the command line (`engines.choose_engine`).
         """
         checkpoint = str(weights.checkpoint) if weights is not None else None
-        engine = choose_engine(self.engine, checkpoint)
+        if self.engine == AUTO and weights is not None:
+            engine = weights.engine  # the operator's default engine, whose weights these are
+        else:
+            engine = choose_engine(self.engine, checkpoint)
         fields: dict[str, Any] = {"source": source, "driving": driving, "output": output, "engine": engine}
         if engine == "fomm":
-            if weights is None:
+            if weights is None or weights.engine != "fomm":
                 raise CheckpointError("the fomm engine needs FOMM weights; choose the landmarks engine.")
             fields.update(checkpoint=checkpoint, config=weights.config)
+        elif engine == "liveportrait":
+            if weights is None or weights.engine != "liveportrait":
+                raise CheckpointError(
+                    "the liveportrait engine needs LivePortrait weights; choose the landmarks engine."
+                )
+            fields.update(checkpoint=checkpoint)
         fields.update(
             device=device,
             precision=precision,

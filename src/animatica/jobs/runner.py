@@ -197,7 +197,7 @@ class JobRunner:
                 self.db,
                 job.id,
                 self.worker_id,
-                bounds=self.bounds,
+                bounds=self.bounds.for_engine(job.engine),
                 size=size,
                 abort=self._abort,
                 cancel=cancel,

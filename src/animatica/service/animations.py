@@ -40,6 +40,7 @@ def job_view(job: Job) -> JobView:
     has_result = job.status == state.SUCCEEDED and job.result_key is not None
     return JobView(
         id=job.id,
+        kind=job.kind or state.ANIMATION,
         status=job.status,
         progress=round(job.progress, 1),
         stage=job.stage,

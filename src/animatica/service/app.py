@@ -24,6 +24,7 @@ from animatica.service.logs import configure_logging
 from animatica.service.observe import ObserveMiddleware
 from animatica.service.payments import choose_provider
 from animatica.service.routes import auth as routes_auth
+from animatica.service.routes import edits as routes_edits
 from animatica.service.routes import engine as routes_engine
 from animatica.service.routes import jobs as routes_jobs
 from animatica.service.routes import local_pay as routes_local_pay
@@ -33,7 +34,13 @@ from animatica.service.uploads import checks as upload_checks
 from animatica.settings import Settings, get_settings
 
 log = logging.getLogger("animatica.service")
-UPLOAD_PATHS = ("/api/v1/animations", "/api/v0/animation/video", "/api/fomm/video", *pages.UPLOAD_PATHS)
+UPLOAD_PATHS = (
+    "/api/v1/animations",
+    "/api/v1/edits",
+    "/api/v0/animation/video",
+    "/api/fomm/video",
+    *pages.UPLOAD_PATHS,
+)
 MULTIPART_OVERHEAD = 64 * 1024
 
 
@@ -101,6 +108,7 @@ def create_app(
         routes_auth.router,
         routes_v0.router,
         routes_jobs.router,
+        routes_edits.router,
         routes_local_pay.router,
         routes_engine.router,
         routes_ops.router,

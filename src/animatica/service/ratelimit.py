@@ -61,6 +61,8 @@ ADDRESS_RULES: dict[str, str] = {
     "/api/v1/animations": SUBMIT,
     "/api/v0/animation/video": SUBMIT,
     "/create": SUBMIT,
+    "/api/v1/edits": SUBMIT,
+    "/edit": SUBMIT,
 }
 _RERUN_PATH = re.compile(r"^/jobs/[^/]+/rerun$")
 

@@ -42,6 +42,9 @@ class PaymentConfirmation(BaseModel):
 
 class JobView(BaseModel):
     id: str
+    kind: str = Field(
+        default="animation", description="``animation`` (an MP4 result) or ``portrait_edit`` (a PNG result)."
+    )
     status: str
     progress: float
     stage: str

@@ -17,6 +17,7 @@ from animatica.jobs import state
 from animatica.jobs.engine_choice import concrete_engine
 from animatica.jobs.lifecycle import announce
 from animatica.jobs.options import JobOptions
+from animatica.jobs.portrait_edit import NAME as PORTRAIT_EDIT
 from animatica.service.animations import load_job
 from animatica.service.context import ServiceContext
 from animatica.service.deps import CurrentUser
@@ -161,6 +162,10 @@ def rerun(ctx: ServiceContext, user: CurrentUser, job_id: str) -> str:
     """
     rate_limits(ctx).hit(SUBMIT_ACCOUNT, str(user.id))
     job = load_job(ctx, user.id, job_id)
+    if job.kind == PORTRAIT_EDIT:
+        from animatica.service.edits import rerun_edit
+
+        return rerun_edit(ctx, user, job_id)
     gone = Gone(
         f"The uploaded files of this animation were deleted after "
         f"{ctx.settings.input_retention_hours:g} hours; upload them again."

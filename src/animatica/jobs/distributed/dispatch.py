@@ -37,10 +37,18 @@ def _app(settings: Settings) -> Celery:
     return producer_app(settings.broker_url, settings.celery_queue, os.getpid())
 
 
-def send(settings: Settings, name: str, args: list[Any], urgency: int, frames: int | None = None) -> None:
-    """Send a task; ``frames`` is the driving frames it animates, when known, for its time limit."""
+def send(
+    settings: Settings,
+    name: str,
+    args: list[Any],
+    urgency: int,
+    frames: int | None = None,
+    engine: str | None = None,
+) -> None:
+    """Send a task; ``frames`` is the driving frames it animates, when known, and ``engine`` what
+    animates them, for its time limit."""
     limits: dict[str, float] = {}
-    seconds = JobBounds.from_settings(settings).time_limit(frames)
+    seconds = JobBounds.from_settings(settings).for_engine(engine).time_limit(frames)
     if seconds is not None:
         limits = {"soft_time_limit": seconds, "time_limit": seconds + KILL_AFTER_SOFT_LIMIT}
     _app(settings).send_task(
@@ -71,7 +79,7 @@ def enqueue(settings: Settings, db: Database, job_id: str, urgency: int) -> bool
         return False
     name, frames = entry_task(job)
     try:
-        send(settings, name, [job_id], urgency, frames)
+        send(settings, name, [job_id], urgency, frames, job.engine)
     except Exception:
         log.exception("could not send a job to the broker; it will be sent again", extra={"job_id": job_id})
         return False
@@ -90,7 +98,7 @@ def dispatch(ctx: Context, user_id: int) -> int:
             return 0
         seg = plans.segments
         rows = session.execute(
-            select(seg.c.job_id, seg.c.idx, seg.c.urgency, seg.c.start, seg.c.stop)
+            select(seg.c.job_id, seg.c.idx, seg.c.urgency, seg.c.start, seg.c.stop, Job.engine)
             .join(Job, Job.id == seg.c.job_id)
             .where(seg.c.user_id == user_id, seg.c.status == plans.PENDING, Job.status == state.RUNNING)
             .order_by(seg.c.urgency.desc(), Job.created_at, seg.c.job_id, seg.c.idx)
@@ -103,7 +111,7 @@ def dispatch(ctx: Context, user_id: int) -> int:
                 .values(status=plans.QUEUED, sent=False, queued_at=now)
             )
     for row in rows:
-        send_segment(ctx, row.job_id, row.idx, row.urgency, _frames(row.start, row.stop))
+        send_segment(ctx, row.job_id, row.idx, row.urgency, _frames(row.start, row.stop), row.engine)
     return len(rows)
 
 
@@ -112,9 +120,11 @@ def _frames(start: int, stop: int | None) -> int | None:
     return None if stop is None else stop - start
 
 
-def send_segment(ctx: Context, job_id: str, index: int, urgency: int, frames: int | None) -> None:
+def send_segment(
+    ctx: Context, job_id: str, index: int, urgency: int, frames: int | None, engine: str | None = None
+) -> None:
     try:
-        send(ctx.settings, SEGMENT, [job_id, index], urgency, frames)
+        send(ctx.settings, SEGMENT, [job_id, index], urgency, frames, engine)
     except Exception:
         log.exception("could not send a segment; it will be sent again", extra={"job_id": job_id})
         return
@@ -151,9 +161,9 @@ def reconcile(ctx: Context) -> None:
     unsent_jobs = state.undispatched(ctx.db, cutoff)
     with ctx.db.transaction() as session:
         unsent_segments = session.execute(
-            select(seg.c.job_id, seg.c.idx, seg.c.urgency, seg.c.start, seg.c.stop).where(
-                seg.c.status == plans.QUEUED, seg.c.sent.is_(False), seg.c.queued_at < cutoff
-            )
+            select(seg.c.job_id, seg.c.idx, seg.c.urgency, seg.c.start, seg.c.stop, Job.engine)
+            .join(Job, Job.id == seg.c.job_id)
+            .where(seg.c.status == plans.QUEUED, seg.c.sent.is_(False), seg.c.queued_at < cutoff)
         ).all()
         unsent_joins = session.execute(
             select(plan_table.c.job_id, plan_table.c.urgency)
@@ -178,7 +188,7 @@ def reconcile(ctx: Context) -> None:
     for job_id, priority in unsent_jobs:
         enqueue(ctx.settings, ctx.db, job_id, priority)
     for row in unsent_segments:
-        send_segment(ctx, row.job_id, row.idx, row.urgency, _frames(row.start, row.stop))
+        send_segment(ctx, row.job_id, row.idx, row.urgency, _frames(row.start, row.stop), row.engine)
     for row in unsent_joins:
         send_join(ctx, row.job_id, row.urgency)
     for user_id in waiting_users:

@@ -62,7 +62,13 @@ def run_whole(
         size = kinds.get(job.kind).size(job.options)
     except AnimaticaError:
         size = None  # run_job fails the job with the reason
-    watch = Watch(ctx.db, job.id, WORKER_ID, bounds=JobBounds.from_settings(ctx.settings), size=size)
+    watch = Watch(
+        ctx.db,
+        job.id,
+        WORKER_ID,
+        bounds=JobBounds.from_settings(ctx.settings).for_engine(job.engine),
+        size=size,
+    )
     executor = ThreadExecutor(ctx.settings, set_threads=False)  # the process set its threads at start
     status = lifecycle.run_job(
         ctx.db, ctx.storage, executor, job, WORKER_ID, watch, overrun=overrun, retry=retry

@@ -43,6 +43,11 @@ ENGINE_TEXT = {
         "The neural engine: learned keypoints and local motions; it can also paint in what the "
         "picture does not show.",
     ),
+    "liveportrait": (
+        "LivePortrait",
+        "Implicit 3-D keypoints with stitching: natural head turns and expressions, rendered at "
+        "512x512 around the face; the slowest engine.",
+    ),
 }
 
 
@@ -99,7 +104,7 @@ def create_submit(
     engine: Annotated[str, Form()] = "landmarks",
     motion: Annotated[str, Form()] = "relative",
     adapt_scale: Annotated[bool, Form()] = False,
-    crop_face: Annotated[bool, Form()] = False,
+    crop_face: Annotated[bool | None, Form()] = None,
     find_best_frame: Annotated[bool, Form()] = False,
 ) -> Response:
     try:

@@ -63,6 +63,7 @@ STAGES = {
     "load": "Loading the engine",
     "prepare": "Studying the picture",
     "animate": "Animating frames",
+    "edit": "Editing the picture",
     "encode": "Writing the video",
     "done": "Done",
     "expired": "Result expired",

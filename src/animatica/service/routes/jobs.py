@@ -44,7 +44,7 @@ def create_animation(
     engine: Annotated[str | None, Form()] = None,
     relative: Annotated[bool, Form()] = True,
     adapt_scale: Annotated[bool, Form()] = False,
-    crop_face: Annotated[bool, Form()] = False,
+    crop_face: Annotated[bool | None, Form()] = None,
     find_best_frame: Annotated[bool, Form()] = False,
     fit: Annotated[str, Form()] = "crop",
 ) -> JSONResponse:

@@ -18,6 +18,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from animatica.media.limits import MediaLimits
 from animatica.processes import leave_with_parent
@@ -41,6 +42,21 @@ class Upload:
     driving_label: str
     plan: Plan
     max_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class PictureUpload:
+    """One received picture, for a kind of job that reads no video (a portrait edit)."""
+
+    source: Path
+    source_label: str
+    normalized_source: Path
+    plan: Plan
+
+
+def check_picture_upload(upload: PictureUpload, limits: MediaLimits) -> SourceImage:
+    """The picture's check alone, within ``limits``."""
+    return validate_image(upload.source, upload.source_label, upload.plan, upload.normalized_source, limits)
 
 
 def check_upload(upload: Upload, limits: MediaLimits) -> tuple[SourceImage, DrivingVideo]:
@@ -97,18 +113,36 @@ def warm_up(settings: Settings) -> None:
 def check(upload: Upload, settings: Settings) -> tuple[SourceImage, DrivingVideo]:
     """Check an upload in a check process (or here, with ``upload_check_processes`` = 0), within
     the media limits of ``settings``."""
+    return _in_check_process(
+        check_upload,
+        upload,
+        settings,
+        "The uploaded files could not be checked because the decoder stopped on them; "
+        "save them again as a JPG or PNG picture and an MP4 video.",
+    )
+
+
+def check_picture(upload: PictureUpload, settings: Settings) -> SourceImage:
+    """`check` for a lone picture."""
+    return _in_check_process(
+        check_picture_upload,
+        upload,
+        settings,
+        "The uploaded picture could not be checked because the decoder stopped on it; "
+        "save it again as a JPG or PNG picture.",
+    )
+
+
+def _in_check_process(function: Any, upload: Any, settings: Settings, refusal: str) -> Any:
     limits = MediaLimits.from_settings(settings)
     if settings.upload_check_processes <= 0:
-        return check_upload(upload, limits)
+        return function(upload, limits)
     # A pool broken by an earlier upload, or by another upload checked beside this one, gets a
     # second try in a fresh pool; a file that brings the decoder down twice is refused.
     for _attempt in range(2):
         executor = _pool.get(settings.upload_check_processes)
         try:
-            return executor.submit(check_upload, upload, limits).result()
+            return executor.submit(function, upload, limits).result()
         except BrokenProcessPool:
             _pool.replace(executor)
-    raise UnsupportedMedia(
-        "The uploaded files could not be checked because the decoder stopped on them; "
-        "save them again as a JPG or PNG picture and an MP4 video."
-    )
+    raise UnsupportedMedia(refusal)

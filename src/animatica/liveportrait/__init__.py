@@ -1,0 +1,1 @@
+"""The LivePortrait networks, motion maths and checkpoints (depends on torch only)."""
