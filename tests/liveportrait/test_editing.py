@@ -17,7 +17,7 @@ import torch
 from animatica.liveportrait import motion
 from animatica.liveportrait.checkpoint import LivePortraitNetworks, random_networks
 from animatica.liveportrait.edit_options import InvalidEdit, PortraitEdit
-from animatica.liveportrait.editing import PortraitEditor, edit_portrait
+from animatica.liveportrait.editing import PortraitEditor
 
 SOURCE_EYES = (0.31, 0.27)
 SOURCE_LIPS = 0.04
@@ -133,8 +133,8 @@ def test_edit_options_travel_as_plain_data() -> None:
 
 @pytest.mark.slow
 def test_rendered_edits(networks: LivePortraitNetworks, editor: PortraitEditor) -> None:
-    """An edit of nothing is G(W(f_s; x_s, x_s)), computed here straight from the networks; a turn
-    of the head changes the picture."""
+    """An edit of nothing is G(W(f_s; x_s, x_s)), computed here straight from the networks (that a
+    turn changes the picture, the command-line and service tests show on a real photo)."""
     unedited = editor.edit(PortraitEdit())
     assert unedited.shape == (512, 512, 3) and unedited.dtype == np.uint8
     with torch.inference_mode():
@@ -142,21 +142,13 @@ def test_rendered_edits(networks: LivePortraitNetworks, editor: PortraitEditor) 
         decoded = networks.decoder(warped)[0].permute(1, 2, 0).clamp(0, 1).mul(255).numpy()
     np.testing.assert_array_equal(unedited, decoded.astype(np.uint8))
 
-    turned = editor.edit(yaw=15.0)
-    change = np.abs(turned.astype(np.int16) - unedited.astype(np.int16))
-    assert change.mean() > 1.0, "a 15-degree turn must visibly change the picture"
 
-
-@pytest.mark.slow
-def test_a_whole_photo_comes_back_whole_with_the_face_edited(networks: LivePortraitNetworks) -> None:
+def test_a_photo_is_prepared_with_its_face_found_and_measured(networks: LivePortraitNetworks) -> None:
+    """Cropping finds the face of a real photo and measures its openness (rendering the whole photo
+    back is the command-line test's)."""
     from skimage import data
 
     photo = np.ascontiguousarray(data.astronaut())  # 512x512, one face
     editor = PortraitEditor(networks, photo, crop=True)
     assert 0.15 < (editor.eye_ratio or 0) < 0.5, "her eyes are open"
     assert editor.lip_ratio is not None and editor.lip_ratio < 0.2, "her lips are nearly closed"
-    edited = edit_portrait(networks, photo, yaw=10.0)
-    assert edited.shape == photo.shape and edited.dtype == np.uint8
-    changed = np.any(edited != photo, axis=2)
-    assert changed[100:170, 190:260].mean() > 0.9, "the face is replaced by the rendered one"
-    assert not changed[260:, :].any() and not changed[:, 360:].any(), "away from the face nothing changes"

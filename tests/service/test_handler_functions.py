@@ -33,7 +33,11 @@ def _queued(ctx: ServiceContext, user_id: int, picture: Path) -> str:
 def test_engine_list_names_the_engine_auto_runs_on(settings: Settings, tiny_fomm_checkpoint: Path) -> None:
     listing = animations.engine_list(settings.model_copy(update={"fomm_checkpoint": ""}))
     assert listing.default == "landmarks"
-    assert [(e.id, e.available) for e in listing.engines] == [("landmarks", True), ("fomm", False)]
+    assert [(e.id, e.available) for e in listing.engines] == [
+        ("landmarks", True),
+        ("fomm", False),
+        ("liveportrait", False),
+    ]
     assert "turned off" in (listing.engines[1].reason or "")
     opted_in = settings.model_copy(update={"fomm_checkpoint": str(tiny_fomm_checkpoint), "engine": "fomm"})
     assert animations.engine_list(opted_in).default == "fomm"

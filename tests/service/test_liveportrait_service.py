@@ -79,7 +79,9 @@ def test_a_liveportrait_job_runs_over_http(
         tokens = api.signup_login(client, "alice")
         engines = client.get("/api/v1/engines", headers=api.bearer(tokens)).json()["engines"]
         assert {e["id"]: e["available"] for e in engines}["liveportrait"] is True
-        submitted = api.submit(client, tokens, source, driving, engine="liveportrait")
+        submitted = api.submit(  # the fixture's pictures are already face crops
+            client, tokens, source, driving, engine="liveportrait", crop_face="false"
+        )
         assert submitted.status_code == 202, submitted.text
         assert submitted.json()["engine"] == "liveportrait"
         job = api.wait_for(client, tokens, submitted.json()["id"], timeout=1200)
@@ -109,7 +111,7 @@ def test_a_segment_starts_from_the_prepared_state(
     for i, frame in enumerate(reference["inputs/driving"][:2]):  # lossless, so the reference's frames
         Image.fromarray(frame.transpose(1, 2, 0)).save(frames / f"{i:05d}.png")
     settings = _settings(tmp_path, named_lp_dir, torch_threads=2, device="cpu")
-    job = execution(source, frames, tmp_path / "out" / "result.mp4", "liveportrait", {})
+    job = execution(source, frames, tmp_path / "out" / "result.mp4", "liveportrait", {"crop_face": False})
     fields = request_fields(settings, job, output=tmp_path / "unused/")
     assert fields["engine"] == "liveportrait" and fields["checkpoint"] == str(named_lp_dir.resolve())
     blob = prepare(AnimationRequest(**fields)).to_bytes()
