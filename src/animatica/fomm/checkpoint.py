@@ -14,6 +14,7 @@ from torch import nn
 from animatica.errors import CheckpointError, ConfigError
 from animatica.fomm import config as config_module
 from animatica.fomm.networks import match_builtin
+from animatica.state_dicts import fit_problems, strip_data_parallel
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "weights"
 SUFFIXES = (".pth.tar", ".pth", ".pt", ".ckpt")
@@ -83,38 +84,13 @@ def read_checkpoint(path: Path) -> dict:
     return data
 
 
-def _strip_data_parallel(state: dict) -> dict:
-    """Checkpoints saved from ``DataParallel`` prefix every key with ``module.``."""
-    if state and all(key.startswith("module.") for key in state):
-        return {key[len("module.") :]: value for key, value in state.items()}
-    return state
-
-
-def _listing(keys: list[str], limit: int = 5) -> str:
-    shown = ", ".join(keys[:limit])
-    return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
-
-
 def load_state_strict(module: nn.Module, state: dict, what: str, source: Path | str) -> None:
-    """Load ``state`` into ``module``; any missing, unexpected or mis-shaped key is an error naming them."""
+    """Load ``state`` into ``module``; any missing, unexpected, non-tensor or mis-shaped key is an
+    error naming them."""
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {source}: '{what}' is not a state dict")
-    state = _strip_data_parallel(state)
-    expected = module.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    mismatched = [
-        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in state and isinstance(state[k], torch.Tensor) and tuple(state[k].shape) != tuple(v.shape)
-    ]
-    problems = []
-    if missing:
-        problems.append(f"missing keys: {_listing(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys: {_listing(unexpected)}")
-    if mismatched:
-        problems.append(f"shape mismatches (checkpoint vs config): {_listing(mismatched)}")
+    state = strip_data_parallel(state)
+    problems = fit_problems(module, state, "checkpoint vs config")
     if problems:
         raise CheckpointError(
             f"checkpoint {source}: the {what} does not fit the configuration ({'; '.join(problems)}); "
@@ -129,7 +105,7 @@ def state_shapes(checkpoint: dict) -> dict[str, tuple[int, ...]]:
     for part in ("generator", "kp_detector", "discriminator"):
         state = checkpoint.get(part)
         if isinstance(state, dict):
-            for key, value in _strip_data_parallel(state).items():
+            for key, value in strip_data_parallel(state).items():
                 if isinstance(value, torch.Tensor):
                     shapes[f"{part}.{key}"] = tuple(value.shape)
     return shapes

@@ -29,6 +29,7 @@ from animatica.liveportrait.motion_extractor import MotionExtractor
 from animatica.liveportrait.spade import SPADEDecoder
 from animatica.liveportrait.stitching import RetargetMLP, eye_mlp, lip_mlp, stitching_mlp
 from animatica.liveportrait.warping import WarpingNetwork
+from animatica.state_dicts import fit_problems, strip_data_parallel
 
 
 @dataclass
@@ -119,11 +120,6 @@ def read_weights(path: Path) -> dict:
     return data
 
 
-def _listing(keys: list[str], limit: int = 5) -> str:
-    shown = ", ".join(keys[:limit])
-    return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
-
-
 def load_state_strict(module: nn.Module, state: object, what: str, source: str) -> None:
     """Load ``state`` into ``module``; any missing, unexpected, mis-shaped or non-tensor key is an
     error naming ``what`` (the network) and ``source`` (the file, and entry if any)."""
@@ -131,37 +127,13 @@ def load_state_strict(module: nn.Module, state: object, what: str, source: str) 
         raise WeightsError(
             f"LivePortrait weights {source}: the {what} is a {type(state).__name__}, not a state dict"
         )
-    expected = module.state_dict()
-    missing = [key for key in expected if key not in state]
-    unexpected = [key for key in state if key not in expected]
-    not_tensors = [key for key in state if key in expected and not isinstance(state[key], torch.Tensor)]
-    mismatched = [
-        f"{key} {tuple(state[key].shape)} vs {tuple(value.shape)}"
-        for key, value in expected.items()
-        if isinstance(state.get(key), torch.Tensor) and state[key].shape != value.shape
-    ]
-    problems = []
-    if missing:
-        problems.append(f"missing keys: {_listing(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys: {_listing([str(key) for key in unexpected])}")
-    if not_tensors:
-        problems.append(f"not tensors: {_listing(not_tensors)}")
-    if mismatched:
-        problems.append(f"shape mismatches (file vs network): {_listing(mismatched)}")
+    problems = fit_problems(module, state, "file vs network")
     if problems:
         raise WeightsError(
             f"LivePortrait weights {source}: the {what} does not fit the network ({'; '.join(problems)}); "
             "use the unmodified files of the public human model"
         )
     module.load_state_dict(state, strict=True)
-
-
-def _strip_module_prefix(state: object) -> object:
-    """Keys saved from a ``DataParallel`` wrapper start with ``module.``; the networks' keys do not."""
-    if isinstance(state, dict) and state and all(str(key).startswith("module.") for key in state):
-        return {key[len("module.") :]: value for key, value in state.items()}
-    return state
 
 
 def load_networks(path: str | Path, device: torch.device | str = "cpu") -> LivePortraitNetworks:
@@ -182,7 +154,9 @@ def load_networks(path: str | Path, device: torch.device | str = "cpu") -> LiveP
         )
     for name, entry in RETARGETING_ENTRIES.items():
         modules[name] = BUILDERS[name]()
-        state = _strip_module_prefix(retargeting[entry])
+        state = retargeting[entry]
+        if isinstance(state, dict):
+            state = strip_data_parallel(state)
         load_state_strict(modules[name], state, f"{name} network", f"{file} [{entry}]")
     for name, relative in BASE_FILES.items():
         file = folder / relative
