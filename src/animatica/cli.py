@@ -87,6 +87,23 @@ class _ProgressBar:
             self.bar.close()
 
 
+def _run_and_report(request: Any, quiet: bool) -> None:
+    """Run a pipeline request with a progress bar on a terminal, then say what was written."""
+    from animatica.pipeline import animate as run
+
+    bar = _ProgressBar(enabled=not quiet and sys.stderr.isatty())
+    try:
+        result = run(request, on_progress=bar)
+    finally:
+        bar.close()
+    for note in result.notes:
+        typer.echo(f"note: {note}", err=True)
+    typer.echo(
+        f"wrote {result.output} ({result.frames} frames at {result.fps:g} fps"
+        f"{', with audio' if result.has_audio else ''}) in {result.seconds:.1f} s"
+    )
+
+
 def _liveportrait_options(
     engine: str, region: str, stitching: bool, multiplier: float, eyes: bool, lips: bool
 ) -> dict[str, Any]:
@@ -197,10 +214,12 @@ def animate(
     from animatica.media.fit import FIT_MODES
     from animatica.media.limits import MediaLimits
     from animatica.pipeline import AnimationRequest
-    from animatica.pipeline import animate as run
 
     if fit not in FIT_MODES:
         raise AnimaticaError(f"--fit must be one of {', '.join(FIT_MODES)}, not '{fit}'")
+    from animatica.engines import choose_engine
+
+    choose_engine(engine, checkpoint, kind="animation")  # a face-swap engine is refused by name
     lp_options = _liveportrait_options(
         engine, region, stitching, driving_multiplier, eye_retargeting, lip_retargeting
     )
@@ -212,17 +231,102 @@ def animate(
         batch_size=batch_size, limits=MediaLimits.from_settings(settings),
         checkpoints_dir=settings.checkpoints_dir, engine_options=lp_options,
     )  # fmt: skip
-    bar = _ProgressBar(enabled=not quiet and sys.stderr.isatty())
-    try:
-        result = run(request, on_progress=bar)
-    finally:
-        bar.close()
-    for note in result.notes:
-        typer.echo(f"note: {note}", err=True)
-    typer.echo(
-        f"wrote {result.output} ({result.frames} frames at {result.fps:g} fps"
-        f"{', with audio' if result.has_audio else ''}) in {result.seconds:.1f} s"
+    _run_and_report(request, quiet)
+
+
+@app.command()
+@user_errors
+def swap(
+    face: Annotated[Path, typer.Option("--face", "-f", help="Photo of the face to put in (one person).")],
+    video: Annotated[
+        Path, typer.Option("--video", "-v", help="Video whose face is replaced (or PNG frames).")
+    ],
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="Output .mp4, or a folder (ending in /) for PNG frames.")
+    ],
+    which: Annotated[
+        str,
+        typer.Option(
+            help="Which faces of the video: largest (default), all, index:N (N-th from the left, from 0) "
+            "or reference (the person in --reference)."
+        ),
+    ] = "largest",
+    reference: Annotated[
+        Path | None,
+        typer.Option(help="With --which reference: a photo of the person in the video to replace."),
+    ] = None,
+    engine: Annotated[str, typer.Option(help="auto or faceswap (no model weights).")] = "auto",
+    blend: Annotated[
+        str, typer.Option(help="poisson (seamless, default) or feather (a soft edge only).")
+    ] = "poisson",
+    keep_eyes: Annotated[
+        bool,
+        typer.Option(
+            "--keep-eyes/--swap-eyes", help="Keep the video's own eyes (gaze, blinks), or take the photo's."
+        ),
+    ] = True,
+    keep_mouth: Annotated[
+        bool,
+        typer.Option("--keep-mouth/--swap-mouth", help="Keep the video's own open mouth (teeth, tongue)."),
+    ] = True,
+    smoothing: Annotated[float, typer.Option(help="Landmark smoothing over time, 0 (none) to 1.")] = 0.5,
+    batch_size: Annotated[int, typer.Option(help="Frames per chunk.")] = 8,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Put the face from FACE into VIDEO and write OUTPUT (the video's sound is kept)."""
+    from animatica.media.limits import MediaLimits
+    from animatica.swapping import SwapSettings, swap_request
+
+    settings = _settings(torch_threads=True)
+    choice = SwapSettings(
+        which=which,
+        engine=engine,
+        blend=blend,
+        keep_eyes=keep_eyes,
+        keep_mouth=keep_mouth,
+        smoothing=smoothing,
     )
+    request = swap_request(
+        face, video, output, choice, reference=reference, limits=MediaLimits.from_settings(settings),
+        batch_size=batch_size,
+    )  # fmt: skip
+    _run_and_report(request, quiet)
+
+
+@app.command("evaluate-swap")
+@user_errors
+def evaluate_swap(
+    face: Annotated[Path, typer.Option("--face", "-f", help="Photo of the face to put in (one person).")],
+    video: Annotated[Path, typer.Option("--video", "-v", help="The original video.")],
+    output: Annotated[str, typer.Option("--output", "-o", help="Where the swapped video is written (.mp4).")],
+    which: Annotated[str, typer.Option(help="As for swap.")] = "largest",
+    blend: Annotated[str, typer.Option(help="As for swap.")] = "poisson",
+    identity_every: Annotated[int, typer.Option(help="Embed identities on every N-th frame.")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON line.")] = False,
+) -> None:
+    """Swap, then measure: identity distance to the photo and to the original actor, expression
+    correlation with the original, landmark jitter of both (lower distance = more alike)."""
+    from animatica.face.swap_quality import swap_quality
+    from animatica.media.limits import MediaLimits
+    from animatica.media.reader import iter_frames, read_image
+    from animatica.pipeline import animate as run
+    from animatica.swapping import SwapSettings, swap_request
+
+    limits = MediaLimits.from_settings(_settings(torch_threads=True))
+    request = swap_request(face, video, output, SwapSettings(which=which, blend=blend), limits=limits)
+    result = run(request)
+    report = swap_quality(
+        read_image(face, limits),
+        iter_frames(video, limits=limits),
+        iter_frames(Path(output), limits=limits),
+        identity_every=max(1, identity_every),
+    ).to_dict()
+    report["seconds"] = round(result.seconds, 2)
+    if as_json:
+        typer.echo(json.dumps(report))
+        return
+    for key, value in report.items():
+        typer.echo(f"{key}: {value}")
 
 
 @app.command()
@@ -277,6 +381,113 @@ def edit(
     for note in editor.notes:
         typer.echo(f"note: {note}", err=True)
     typer.echo(f"wrote {output} in {time.perf_counter() - started:.1f} s")
+
+
+@app.command()
+@user_errors
+def live(
+    source: Annotated[Path, typer.Option("--source", "-s", help="The portrait to animate (jpg, png, webp).")],
+    driving: Annotated[
+        Path | None, typer.Option("--driving", "-d", help="A video played in real time as the camera.")
+    ] = None,
+    camera: Annotated[int | None, typer.Option(help="A local camera number (0 for /dev/video0).")] = None,
+    engine: Annotated[
+        str, typer.Option(help="landmarks (fast on CPU), fomm, liveportrait or auto.")
+    ] = "landmarks",
+    checkpoint: Annotated[
+        str | None, typer.Option(help="FOMM checkpoint, or the LivePortrait weight folder.")
+    ] = None,
+    size: Annotated[int, typer.Option(help="Side of the animated frames in pixels.")] = 256,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Also save the session as an .mp4.")
+    ] = None,
+    seconds: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
+    server: Annotated[
+        str | None, typer.Option(help="Run through an Animatica server's live API at this URL instead.")
+    ] = None,
+    token: Annotated[str | None, typer.Option(help="API token for --server.")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON line with the session's figures.")
+    ] = False,
+) -> None:
+    """Animate SOURCE in real time from a camera or a video played at its frame rate (Ctrl+C stops).
+
+    JSON: engine, fps (animated frames per second), delay_ms_p50 and delay_ms_p95 (capture, or a
+    video frame's due time, to its animated frame being ready), dropped, frames, seconds, size, cpu.
+    """
+    if (driving is None) == (camera is None):
+        raise AnimaticaError("give either --driving VIDEO or --camera N")
+    if seconds is not None and seconds <= 0:
+        raise AnimaticaError("--seconds must be positive")
+    from animatica.live.sources import Camera, PacedFile, camera_device, run_local
+
+    if camera is not None:
+        camera_device(camera)  # a missing camera is said before the engine loads
+    settings = _settings(torch_threads=True)
+    from animatica.engines import choose_engine, load_engine
+    from animatica.media.limits import MediaLimits
+    from animatica.media.reader import read_image
+
+    limits = MediaLimits.from_settings(settings)
+    name = choose_engine(engine, checkpoint, kind="animation")
+    if server is not None:
+        result = _live_through_server(server, token, source, driving, camera, name, size, seconds, output)
+    else:
+        picture = read_image(source, limits)
+        frames = PacedFile(driving, limits=limits) if driving is not None else Camera(camera or 0)
+        options: dict[str, Any] = {"checkpoint": checkpoint}
+        if name == "landmarks":
+            options = {"source_name": source.name}
+        else:
+            options["checkpoints_dir"] = settings.checkpoints_dir
+        loaded = load_engine(name, **options)
+        result = run_local(loaded, picture, frames, size=size, seconds=seconds, output=output, limits=limits)
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    typer.echo(
+        f"{result['engine']}: {result['frames']} frames at {result['fps']:g} fps, delay "
+        f"{result['delay_ms_p50']} ms (p50) / {result['delay_ms_p95']} ms (p95), "
+        f"{result['dropped']} dropped, {result['seconds']:g} s at {result['size']}x{result['size']}"
+    )
+    if output is not None:
+        typer.echo(f"wrote {output}")
+
+
+def _live_through_server(
+    server: str,
+    token: str | None,
+    source: Path,
+    driving: Path | None,
+    camera: int | None,
+    engine: str,
+    size: int,
+    seconds: float | None,
+    output: Path | None,
+) -> dict[str, Any]:
+    """The same session through a server's live WebSocket API (the loopback benchmark)."""
+    if output is not None:
+        raise AnimaticaError("--output records a local session; with --server, the server records it")
+    try:
+        from animatica.live.client import LiveClient
+    except ImportError as exc:
+        raise AnimaticaError("--server needs the live client, which this installation lacks") from exc
+    from animatica.live.sources import Camera
+    from animatica.media.probe import probe, require_video
+    from animatica.media.reader import iter_frames
+
+    client = LiveClient(server, token=token)
+    client.create_session(source, engine=engine, size=size)
+    if driving is not None:
+        fps = require_video(probe(driving)).fps or 25.0
+        return client.run(iter_frames(driving), fps=float(fps), seconds=seconds)
+    frames = Camera(camera or 0)
+    try:
+        # fps=None: a camera paces itself; due times at its nominal rate would drift from a
+        # camera slightly slower than that until every frame counted as late.
+        return client.run((f.image for f in frames), fps=None, seconds=seconds)
+    finally:
+        frames.close()
 
 
 @app.command()

@@ -201,6 +201,9 @@ class Settings(BaseSettings):
     sync_requests_total: int = Field(
         default=16, ge=1, description="Requests of all users waiting on /api/v0/animation/video at once."
     )
+    live_sessions_per_user: int = Field(
+        default=1, ge=1, description="Live (webcam) sessions one user may have open at once."
+    )
 
     @field_validator(
         "rate_limit_login",

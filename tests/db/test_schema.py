@@ -169,6 +169,6 @@ def test_app_and_workers_starting_together_migrate_once(fresh_url: str) -> None:
         _schema_matches_models(db)
         with db.engine.connect() as connection:
             versions = connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
-        assert versions == ["0005"]
+        assert versions == ["0006"]
     finally:
         db.dispose()

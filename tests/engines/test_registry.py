@@ -7,8 +7,8 @@ from animatica.errors import AnimaticaError
 
 
 def test_every_engine_is_listed_once_with_its_loader() -> None:
-    assert list(ENGINES) == ["landmarks", "fomm", "liveportrait"]
-    assert REQUESTABLE == ("landmarks", "fomm", "liveportrait", AUTO)
+    assert list(ENGINES) == ["landmarks", "fomm", "liveportrait", "faceswap"]
+    assert REQUESTABLE == ("landmarks", "fomm", "liveportrait", AUTO)  # what an animation may name
     assert all(callable(loader) for loader in ENGINES.values())
 
 

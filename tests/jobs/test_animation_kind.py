@@ -26,9 +26,12 @@ def test_a_segment_animates_from_the_prepared_state_without_preparing_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from animatica import pipeline
-    from animatica.demo import write_demo_inputs
+    from animatica.demo import write_demo_driving, write_demo_inputs
 
     settings = Settings(home=tmp_path / "home", torch_threads=1, segment_seconds=1.0, log_level="WARNING")
+    (tmp_path / "inputs").mkdir()
+    # 2 s of driving clip: two 1 s segments, the second one starting mid-video
+    write_demo_driving(tmp_path / "inputs" / "driving.mp4", seconds=2)
     source, driving = write_demo_inputs(tmp_path / "inputs")
     inputs = {"source": source, "driving": driving}
     options = {"relative": True, "find_best_frame": True}

@@ -31,8 +31,12 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def demo(folder: Path) -> tuple[Path, Path]:
-    from animatica.demo import write_demo_inputs
+    """The demo face and a 1 s cut of its driving clip: every job here is animated, some twice, and
+    nothing checked depends on the clip's length."""
+    from animatica.demo import write_demo_driving, write_demo_inputs
 
+    (folder / "inputs").mkdir()
+    write_demo_driving(folder / "inputs" / "driving.mp4", seconds=1)  # kept by write_demo_inputs
     return write_demo_inputs(folder / "inputs")
 
 

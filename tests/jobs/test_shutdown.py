@@ -111,8 +111,11 @@ def test_a_job_still_running_after_the_grace_goes_back_to_the_queue(
 
 @pytest.mark.slow
 def test_sigterm_hands_the_running_job_back_and_leaves_no_process(tmp_path: Path) -> None:
-    from animatica.demo import write_demo_inputs
+    from animatica.demo import write_demo_driving, write_demo_inputs
 
+    (tmp_path / "inputs").mkdir()
+    # A 1 s driving clip: the two jobs are animated to the end after the restart, whatever their length.
+    write_demo_driving(tmp_path / "inputs" / "driving.mp4", seconds=1)
     source, driving = write_demo_inputs(tmp_path / "inputs")
     files = {
         "source_image": ("face.png", source.read_bytes(), "image/png"),

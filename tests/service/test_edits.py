@@ -143,8 +143,13 @@ def test_an_edit_runs_on_named_weights_and_gives_a_png_of_the_whole_photo(
             super().__init__(*args, **kwargs)
 
     monkeypatch.setattr(editing, "PortraitEditor", CountingEditor)
-    client = client_for(
-        liveportrait_checkpoint=str(named_lp_dir), worker_enabled=True, worker_mode="thread", torch_threads=2
+    client = client_for(  # float32 on the CPU: the networks the other LivePortrait tests loaded
+        liveportrait_checkpoint=str(named_lp_dir),
+        worker_enabled=True,
+        worker_mode="thread",
+        torch_threads=2,
+        device="cpu",
+        precision="fp32",
     )
     tokens = api.signup_login(client, "alice")
     first = post_edit(client, tokens, api, photo, yaw="10").json()

@@ -2,7 +2,8 @@
 through the job core, and a segment starts from the prepared state of the whole job.
 
 Name-derived weights stand in for the public ones; each 512x512 frame costs seconds on a CPU, so
-the clips are two frames long.
+the clips are two frames long. The segment is checked against the reference's float32 numbers, so
+it asks for float32 on the CPU (as the engine tests do, whose loaded networks it then shares).
 """
 
 from fractions import Fraction
@@ -110,7 +111,7 @@ def test_a_segment_starts_from_the_prepared_state(
     frames.mkdir()
     for i, frame in enumerate(reference["inputs/driving"][:2]):  # lossless, so the reference's frames
         Image.fromarray(frame.transpose(1, 2, 0)).save(frames / f"{i:05d}.png")
-    settings = _settings(tmp_path, named_lp_dir, torch_threads=2, device="cpu")
+    settings = _settings(tmp_path, named_lp_dir, torch_threads=2, device="cpu", precision="fp32")
     job = execution(source, frames, tmp_path / "out" / "result.mp4", "liveportrait", {"crop_face": False})
     fields = request_fields(settings, job, output=tmp_path / "unused/")
     assert fields["engine"] == "liveportrait" and fields["checkpoint"] == str(named_lp_dir.resolve())

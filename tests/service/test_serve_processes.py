@@ -248,8 +248,11 @@ def _env(home: Path, **extra: str) -> dict[str, str]:
 
 @pytest.fixture
 def demo_files(tmp_path: Path) -> dict[str, Any]:
-    from animatica.demo import write_demo_inputs
+    """The demo face and a 1 s driving clip: the jobs are animated to the end, whatever their length."""
+    from animatica.demo import write_demo_driving, write_demo_inputs
 
+    (tmp_path / "inputs").mkdir()
+    write_demo_driving(tmp_path / "inputs" / "driving.mp4", seconds=1)  # kept by write_demo_inputs
     source, driving = write_demo_inputs(tmp_path / "inputs")
     return {
         "source_image": ("face.png", source.read_bytes(), "image/png"),

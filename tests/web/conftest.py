@@ -246,4 +246,6 @@ def web() -> Any:
         credit_count=credit_count,
         expect_credits=expect_credits,
         password=PASSWORD,
+        chromium=CHROMIUM,
+        chromium_args=CHROMIUM_ARGS,
     )

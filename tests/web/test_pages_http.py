@@ -338,3 +338,14 @@ def test_stripe_return_confirms_with_the_provider_not_the_client(client: TestCli
     assert "50 credits were added" in paid and balance(client) == 53
     client.get(f"/pricing?success=true&session_id={checkout_id}")
     assert balance(client) == 53  # reloading the return address credits nothing more
+
+
+def test_pages_name_a_swap_by_the_video_it_changed() -> None:
+    """History and the job page describe a swap as one, not as an animation "with" its video."""
+    from types import SimpleNamespace
+
+    from animatica.service.pages.views import job_label
+
+    job = SimpleNamespace(kind="face_swap", driving_name="actor.mp4", frames=4, fps=25.0)
+    assert job_label(job) == "face swapped into actor.mp4"  # type: ignore[arg-type]
+    assert job_label(SimpleNamespace(kind="animation", driving_name="actor.mp4")) is None  # type: ignore[arg-type]

@@ -83,18 +83,28 @@ def reserve(session: Session, user_id: int, ref: str, cost: int = 1) -> None:
 
 
 def consume(session: Session, user_id: int, ref: str) -> bool:
-    """Mark a reserved credit as spent; a zero-amount row keeps the history explicit."""
+    """Mark a reserved credit as spent; a zero-amount row keeps the history explicit.
+
+    Like `refund`, only where a credit was reserved: free work leaves no row."""
+    if not reserved(session, ref):
+        return False
     return record(session, user_id, 0, "consume", ref)
 
 
 def refund(session: Session, user_id: int, ref: str) -> bool:
     """Return the credit reserved for `ref`, once, and only if one was reserved."""
-    reserved = session.scalar(
+    amount = reserved(session, ref)
+    if not amount:
+        return False
+    return record(session, user_id, amount, "refund", ref)
+
+
+def reserved(session: Session, ref: str) -> int:
+    """The credits reserved for `ref` (0 when none were: work of cost 0 reserves nothing)."""
+    amount = session.scalar(
         select(LedgerEntry.amount).where(LedgerEntry.kind == "reserve", LedgerEntry.ref == ref)
     )
-    if reserved is None:
-        return False
-    return record(session, user_id, -reserved, "refund", ref)
+    return -int(amount) if amount is not None else 0
 
 
 def grant(

@@ -5,12 +5,13 @@ auditable. The pair (kind, ref) is unique in the ledger, which makes crediting a
 returning a job's credit idempotent at the database level rather than by careful code alone.
 """
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
     Boolean,
+    Date,
     Float,
     ForeignKey,
     Index,
@@ -207,3 +208,42 @@ class DistSegment(Base):
     frames: Mapped[int | None] = mapped_column(Integer, nullable=True)
     worker: Mapped[str | None] = mapped_column(String(96), nullable=True)
     done_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class LiveUsage(Base):
+    """Seconds of live animation a user had on one UTC day: what the plan's daily minutes count."""
+
+    __tablename__ = "live_usage"
+    __table_args__ = (UniqueConstraint("user_id", "day", name="uq_live_usage_user_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    day: Mapped[date] = mapped_column(Date, nullable=False)
+    seconds: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+
+
+class LiveSession(Base):
+    """A live session from its opening to its end, in the database so that any web process can take
+    its WebSocket and count a user's open sessions; the engine itself runs in one process's thread.
+
+    ``seen_at`` is renewed while the session runs, so a session whose process died stops counting.
+    """
+
+    __tablename__ = "live_sessions"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    engine: Mapped[str] = mapped_column(String(16), nullable=False)
+    size: Mapped[int] = mapped_column(Integer, nullable=False)
+    format: Mapped[str] = mapped_column(String(8), nullable=False)
+    record: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    source_key: Mapped[str] = mapped_column(String(255), nullable=False)
+    source_name: Mapped[str] = mapped_column(String(128), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    connected_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    end_reason: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    recording_job: Mapped[str | None] = mapped_column(String(32), nullable=True)

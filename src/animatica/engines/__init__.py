@@ -5,10 +5,18 @@ ask for maps to the loader of that engine. Loaders import their engine on first 
 engine's packages (torch for fomm and liveportrait, the face detectors for landmarks) never load
 the other's. The liveportrait engine takes a weight folder (``--checkpoint DIR``, or the folder
 ``liveportrait`` under the checkpoints folder when none is given).
+
+Every engine has a ``kind``, what it is for: ``animation`` engines move a photo with a video's
+motion, ``swap`` engines put a photo's face into a video. Both run behind the same protocol and
+pipeline, but a request of one kind never lands on an engine of the other: the names offered
+for animations (``REQUESTABLE``, the service's engine list, the Create page, ``animatica
+animate``) are the animation engines, and ``choose_engine(..., kind=...)`` refuses the other kind
+by name.
 """
 
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from animatica.engines.base import Engine
 from animatica.errors import AnimaticaError
@@ -42,30 +50,84 @@ def _load_liveportrait(**options: Any) -> Engine:
     return LivePortraitEngine.load(**options)
 
 
-ENGINES: dict[str, Callable[..., Engine]] = {
-    "landmarks": _load_landmarks,
-    "fomm": _load_fomm,
-    "liveportrait": _load_liveportrait,
+def _load_faceswap(**options: Any) -> Engine:
+    from animatica.engines.faceswap import FaceSwapEngine
+
+    options.pop("checkpoint", None)  # no weights
+    options.pop("config", None)
+    return FaceSwapEngine.load(**options)
+
+
+Kind = Literal["animation", "swap"]
+
+
+@dataclass(frozen=True)
+class EngineLoader:
+    """How to load an engine (call it with the engine's options) and what kind of engine it is."""
+
+    load: Callable[..., Engine]
+    kind: Kind = "animation"
+
+    def __call__(self, **options: Any) -> Engine:
+        return self.load(**options)
+
+
+ENGINES: dict[str, EngineLoader] = {
+    "landmarks": EngineLoader(_load_landmarks),
+    "fomm": EngineLoader(_load_fomm),
+    "liveportrait": EngineLoader(_load_liveportrait),
+    "faceswap": EngineLoader(_load_faceswap, kind="swap"),
 }
-REQUESTABLE: tuple[str, ...] = (*ENGINES, AUTO)
 
 
-def unknown_engine_message(name: str) -> str:
-    return f"Unknown engine {name!r}; use one of {', '.join(REQUESTABLE)}."
+def engine_names(kind: Kind) -> tuple[str, ...]:
+    """The engines of one kind, in the order of ``ENGINES``."""
+    return tuple(name for name, loader in ENGINES.items() if loader.kind == kind)
 
 
-def choose_engine(requested: str, checkpoint: str | None) -> str:
+ANIMATION_ENGINES: tuple[str, ...] = engine_names("animation")
+SWAP_ENGINES: tuple[str, ...] = engine_names("swap")
+DEFAULT_SWAP_ENGINE = "faceswap"
+# The names an animation request may give.
+REQUESTABLE: tuple[str, ...] = (*ANIMATION_ENGINES, AUTO)
+# The names a face-swap request may give (``auto`` is the default swap engine).
+SWAP_REQUESTABLE: tuple[str, ...] = (*SWAP_ENGINES, AUTO)
+
+
+def unknown_engine_message(name: str, kind: Kind = "animation") -> str:
+    names = REQUESTABLE if kind == "animation" else SWAP_REQUESTABLE
+    return f"Unknown engine {name!r}; use one of {', '.join(names)}."
+
+
+def choose_engine(requested: str, checkpoint: str | None, *, kind: Kind | None = None) -> str:
     """The engine a request for ``requested`` runs on, given the FOMM weights chosen for it.
 
     ``auto`` is the fomm engine when FOMM weights are given and the landmarks engine, which needs
     none, otherwise: someone who passes ``--checkpoint`` on the command line means those weights
     to be used. The service asks the same question with the weights its operator made the
     default (``jobs.engine_choice.concrete_engine``), so ``auto`` means one thing everywhere.
+
+    ``kind`` is the kind of request (see the module's docstring): an engine of another kind is
+    refused, and for a swap ``auto`` is the default swap engine. Without it any engine named is
+    taken (the pipeline runs whatever its caller chose).
     """
     if requested == AUTO:
+        if kind == "swap":
+            return DEFAULT_SWAP_ENGINE
         return "fomm" if checkpoint else "landmarks"
-    if requested not in ENGINES:
-        raise AnimaticaError(unknown_engine_message(requested))
+    loader = ENGINES.get(requested)
+    if loader is None:
+        raise AnimaticaError(unknown_engine_message(requested, kind or "animation"))
+    if kind is not None and loader.kind != kind:
+        if loader.kind == "swap":
+            raise AnimaticaError(
+                f"The {requested} engine swaps faces, it does not animate a photo: use `animatica swap`, "
+                f"or one of {', '.join(REQUESTABLE)} to animate."
+            )
+        raise AnimaticaError(
+            f"The {requested} engine animates a photo, it does not swap faces: "
+            f"use one of {', '.join(SWAP_REQUESTABLE)} for a face swap."
+        )
     return requested
 
 

@@ -143,7 +143,7 @@ class LandmarksEngine:
         source = as_rgb(source)
         what = f"the source image {self.source_name}" if self.source_name else "the source image"
         box = select_face(self.analyzer.detect(source, thorough=True), self.face_index, what)
-        src = _separate_lips(self.analyzer.landmarks(source, box))
+        src = g.separate_lips(self.analyzer.landmarks(source, box))
         size = g.face_size(src)
 
         # ``face_index`` picks the face to animate in the photo; the driving video's largest face drives.
@@ -417,24 +417,6 @@ def _smoother_from_dict(data: dict[str, Any]) -> OneEuroFilter:
     smoother._value = None if data["value"] is None else _array(data["value"])
     smoother._speed = None if data["speed"] is None else _array(data["speed"])
     return smoother
-
-
-def _separate_lips(points: np.ndarray) -> np.ndarray:
-    """Closed lips put upper and lower inner-lip points on the same pixel; the triangulation
-    needs them apart, so a closed mouth gets a half-pixel gap."""
-    out = points.astype(np.float64).copy()
-    down = g.down_axis(out)
-    for upper, lower in g.MOUTH_PAIRS:
-        gap = float((out[lower] - out[upper]) @ down)
-        if gap < 1.0:
-            mid = (out[lower] + out[upper]) / 2
-            out[upper] = mid - 0.5 * down
-            out[lower] = mid + 0.5 * down
-    # Any other coincident points (dlib rounds to whole pixels) get nudged apart.
-    _, first = np.unique(np.round(out, 3), axis=0, return_index=True)
-    for i in sorted(set(range(len(out))) - set(first.tolist())):
-        out[i] += 0.25
-    return out
 
 
 def _head_points(points: np.ndarray, size: float) -> np.ndarray:

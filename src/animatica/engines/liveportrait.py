@@ -44,7 +44,7 @@ STATE_VERSION = 1
 class LoadedNetworks:
     networks: LivePortraitNetworks
     device: torch.device
-    dtype: torch.dtype  # of the warping module and decoder; the motion maths stay in float32
+    dtype: torch.dtype  # of the decoder (`LivePortraitNetworks.render`); everything else is float32
     folder: Path
     accelerated: bool
 
@@ -150,14 +150,8 @@ class LivePortraitEngine:
         t = torch.from_numpy(np.require(frames, dtype=np.uint8, requirements=["C", "W"]))
         return t.to(self.loaded.device).permute(0, 3, 1, 2).float().div_(255.0)
 
-    def _autocast(self):
-        dev = self.loaded.device.type
-        return torch.autocast(dev, dtype=torch.bfloat16, enabled=self.loaded.dtype == torch.bfloat16)
-
     def _keypoint_info(self, images: torch.Tensor) -> motion.KeypointInfo:
-        with self._autocast():
-            raw = self.loaded.networks.motion(images)
-        return motion.keypoint_info(raw)  # float32 from here on
+        return motion.keypoint_info(self.loaded.networks.motion(images))
 
     @property
     def _retargeting(self) -> bool:
@@ -169,8 +163,7 @@ class LivePortraitEngine:
         src = self._to_tensor(source[None])
         source_info = self._keypoint_info(src)
         initial_info = self._keypoint_info(self._to_tensor(initial_driving[None]))
-        with self._autocast():
-            feature_3d = nets.appearance(src).float()
+        feature_3d = nets.appearance(src)
         prepared = motion.prepare_motion(source_info, initial_info, self.options)
         openness = None
         if self._retargeting:
@@ -210,11 +203,8 @@ class LivePortraitEngine:
     @torch.inference_mode()
     def render(self, state: LivePortraitState, x_d: torch.Tensor) -> torch.Tensor:
         """Warp the source volume to the keypoints x_d (N, 21, 3) and decode: (N, 3, 512, 512) in (0, 1)."""
-        nets = self.loaded.networks
         x_s = state.motion.x_s.expand_as(x_d)
-        with self._autocast():
-            warped = nets.warping(state.feature_3d, kp_driving=x_d, kp_source=x_s)
-            return nets.decoder(warped["out"]).float()
+        return self.loaded.networks.render(state.feature_3d, x_d, x_s, self.loaded.dtype)
 
     def animate(self, state: LivePortraitState, driving: np.ndarray) -> np.ndarray:
         image = self.render(state, self.driving_keypoints(state, driving))

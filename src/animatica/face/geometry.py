@@ -99,3 +99,21 @@ def normalise(points: np.ndarray) -> np.ndarray:
     centred = points - points.mean(axis=0)
     radius = np.sqrt((centred**2).sum(axis=1).mean())
     return centred / max(radius, 1e-9)
+
+
+def separate_lips(points: np.ndarray) -> np.ndarray:
+    """Landmarks with no two on one spot, for a triangulation over them: closed lips put upper
+    and lower inner-lip points on the same pixel, so a closed mouth gets a half-pixel gap."""
+    out = points.astype(np.float64).copy()
+    down = down_axis(out)
+    for upper, lower in MOUTH_PAIRS:
+        gap = float((out[lower] - out[upper]) @ down)
+        if gap < 1.0:
+            mid = (out[lower] + out[upper]) / 2
+            out[upper] = mid - 0.5 * down
+            out[lower] = mid + 0.5 * down
+    # Any other coincident points (dlib rounds to whole pixels) get nudged apart.
+    _, first = np.unique(np.round(out, 3), axis=0, return_index=True)
+    for i in sorted(set(range(len(out))) - set(first.tolist())):
+        out[i] += 0.25
+    return out

@@ -111,7 +111,9 @@ _scratch = threading.local()
 # Tiles per block are chosen so that one block's transformed input fits in about this many bytes:
 # small enough for the per-core cache, large enough for an efficient batched product.
 BLOCK_BYTES = 1 << 23
-_MAX_PADDED_BUFFERS = 8
+# Enough for every padded shape of one network (the LivePortrait decoder has ~10): a shape evicted
+# between calls is zero-filled again on every frame.
+_MAX_PADDED_BUFFERS = 16
 
 
 def _buffer(slot: int, numel: int, like: torch.Tensor) -> torch.Tensor:

@@ -94,20 +94,22 @@ def warm(settings: Settings) -> None:
             weights = weights_for(settings, name)
         except AnimaticaError:
             continue  # an engine this worker cannot run is not loaded
-        options: dict[str, Any] = {}
-        if weights is not None:
-            options = {
-                "checkpoint": str(weights.checkpoint),
-                "config": weights.config,
-                "device": settings.device,
-                "precision": settings.precision,
-                "checkpoints_dir": settings.checkpoints_dir,
-            }
+        options = weights.load_options(settings) if weights is not None else {}
         preload(name, **options)
 
 
+RequestFields = Callable[..., dict[str, Any]]  # (settings, execution, **extra) -> AnimationRequest fields
+
+
 class Segmented:
-    """The animation cut into segments of ``segment_seconds`` of driving video."""
+    """The animation cut into segments of ``segment_seconds`` of driving video.
+
+    Any kind whose request is an ``AnimationRequest`` (a face swap too) segments the same way;
+    ``request`` is how that kind builds it (`request_fields` for an animation).
+    """
+
+    def __init__(self, request: RequestFields = request_fields) -> None:
+        self.request = request
 
     def plan(
         self, settings: Settings, execution: Execution, on_progress: OnProgress, should_cancel: ShouldCancel
@@ -115,7 +117,7 @@ class Segmented:
         from animatica.media.probe import probe, require_video
         from animatica.pipeline import AnimationRequest, prepare
 
-        fields = request_fields(settings, execution, output=execution.output / "unused")
+        fields = self.request(settings, execution, output=execution.output / "unused")
         info = require_video(probe(execution.inputs["driving"], fields["limits"]))
         prepared = prepare(AnimationRequest(**fields), on_progress=on_progress)
         rate = info.frame_rate or Fraction(25)
@@ -146,7 +148,7 @@ class Segmented:
         extra: dict[str, Any] = {"start": part.start, "stop": part.stop, "keep_audio": False}
         if prepared is None and plan.best_frame is not None:  # a plan made without a prepared blob
             extra.update(best_frame=plan.best_frame, find_best_frame=False)
-        fields = request_fields(settings, execution, output=execution.output.parent / "unused", **extra)
+        fields = self.request(settings, execution, output=execution.output.parent / "unused", **extra)
         frames = animate_frames(
             AnimationRequest(**fields),
             on_progress=on_progress,

@@ -12,8 +12,9 @@ engine when the job is submitted, so a job's record says what actually ran: the 
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from animatica.engines import AUTO, ENGINES, choose_engine
+from animatica.engines import ANIMATION_ENGINES, AUTO, choose_engine
 from animatica.errors import CheckpointError
 from animatica.settings import Settings
 
@@ -36,6 +37,17 @@ class EngineWeights:
     checkpoint: Path
     config: str | None
     engine: str = "fomm"
+
+    def load_options(self, settings: Settings) -> dict[str, Any]:
+        """The options `engines.load_engine` takes to load these weights as the operator set them up
+        (one set for job workers and live sessions, so both run the same model the same way)."""
+        return {
+            "checkpoint": str(self.checkpoint),
+            "config": self.config,
+            "device": settings.device,
+            "precision": settings.precision,
+            "checkpoints_dir": settings.checkpoints_dir,
+        }
 
 
 def fomm_weights(settings: Settings) -> EngineWeights:
@@ -146,6 +158,6 @@ class EngineStatus:
 
 
 def engine_statuses(settings: Settings) -> list[EngineStatus]:
-    """Every engine a job may name, with whether this server can run it right now."""
+    """Every engine an animation job may name, with whether this server can run it right now."""
     problems = {"fomm": fomm_problem(settings), "liveportrait": liveportrait_problem(settings)}
-    return [EngineStatus(name, problems.get(name) is None, problems.get(name)) for name in ENGINES]
+    return [EngineStatus(name, problems.get(name) is None, problems.get(name)) for name in ANIMATION_ENGINES]

@@ -1,6 +1,6 @@
 """Kinds of jobs: what a job does, declared once and run by every worker the same way.
 
-A kind says four things, and nothing about queues, credits or processes:
+A kind says five things, and nothing about queues or processes:
 
 * its ``name``, stored on the job (``Job.kind``);
 * its ``inputs``: which of the job's stored files it reads (``state.INPUT_SLOTS``: a ``source``
@@ -9,16 +9,18 @@ A kind says four things, and nothing about queues, credits or processes:
   option fails before anything heavy starts), ``run`` does the work on that data, reporting
   progress and answering cancellation; optionally ``segmented``, a plan → segments → join
   split that Celery workers run in parallel;
-* its ``result``: the file name the result is stored under (``jobs/<id>/<result>``).
+* its ``result``: the file name the result is stored under (``jobs/<id>/<result>``);
+* its ``cost``: the credits a job of it reserves when queued (consumed when it succeeds, returned
+  otherwise); 0 for work already paid for another way, which then touches no credit at all.
 
 Everything else (taking the job, fetching its inputs, watching it, storing the result, ending it
 and settling its credit) is `animatica.jobs.lifecycle`, written once for every kind.
 
 Where a kind is run, its module must have been imported, because the registry lives in memory.
-The animation and portrait-edit kinds are built in. Any other is listed, by module, in the
-``job_kinds`` setting (``ANIMATICA_JOB_KINDS``, comma-separated); every process that runs jobs
-imports those modules when it starts (the service's runner, each animation child, each Celery
-worker), and a module registers its kinds with `register` when imported.
+The animation, portrait-edit, live-recording and face-swap kinds are built in. Any other is
+listed, by module, in the ``job_kinds`` setting (``ANIMATICA_JOB_KINDS``, comma-separated); every
+process that runs jobs imports those modules when it starts (the service's runner, each animation
+child, each Celery worker), and a module registers its kinds with `register` when imported.
 """
 
 import importlib
@@ -34,7 +36,12 @@ from animatica.errors import AnimaticaError
 from animatica.jobs.segments import Segment
 from animatica.settings import Settings
 
-BUILT_IN = ("animatica.jobs.animation", "animatica.jobs.portrait_edit")
+BUILT_IN = (
+    "animatica.jobs.animation",
+    "animatica.jobs.portrait_edit",
+    "animatica.jobs.live_recording",
+    "animatica.jobs.face_swap",
+)
 log = logging.getLogger("animatica.jobs")
 
 OnProgress = Callable[[Any], None]  # takes objects with stage, done, total, eta_seconds (all optional)
@@ -139,6 +146,8 @@ class JobKind:
     # Loads what the kind's first job would (imports, model files) when a worker process starts,
     # so that cost is not paid inside a job's time limit, nor counted in one segment's share.
     warm: Callable[[Settings], None] | None = None
+    # Credits a job of this kind reserves when it is queued (`state.create`'s ``cost``).
+    cost: int = 1
 
 
 _registry: dict[str, JobKind] = {}

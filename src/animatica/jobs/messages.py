@@ -16,6 +16,9 @@ from animatica.errors import AnimaticaError
 INTERNAL_ERROR = "The animation failed because of an internal error; your credit was returned."
 CANCELED = "Canceled by the user."
 
+# How every message here says the credit came back; `credit_words` takes it out for free jobs.
+_CREDIT_RETURNED = re.compile(r"(?:;|,| and) your credit was returned")
+
 # A file:// URI, or an absolute path: a slash (or ~/) that does not continue a word, a number, a
 # relative path or a URL, up to the next blank, quote or bracket.
 _URI = re.compile(r"file://[^\s'\"`<>()\[\]{},;]+")
@@ -40,6 +43,15 @@ def memory_message(megabytes: int | None = None) -> str:
         f"The animation needed more memory than this server allows a job{allowed} and was stopped; "
         "your credit was returned. A smaller source picture or driving video needs less."
     )
+
+
+def credit_words(message: str, credit_reserved: bool) -> str:
+    """``message`` as it applies to a job that did (or did not) reserve a credit.
+
+    Failure messages promise the credit back; a job of cost 0 (a live recording, paid for in live
+    minutes) reserved none, so for it the promise is taken out rather than made falsely.
+    """
+    return message if credit_reserved else _CREDIT_RETURNED.sub("", message)
 
 
 def is_out_of_memory(error: BaseException) -> bool:

@@ -29,7 +29,7 @@ from animatica.db.models import Job, User
 from animatica.db.session import Database
 from animatica.db.types import utcnow
 from animatica.jobs.messages import CANCELED as CANCELED_MESSAGE
-from animatica.jobs.messages import public_text
+from animatica.jobs.messages import credit_words, public_text
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED = "queued", "running", "succeeded", "failed", "canceled"
 FINAL = (SUCCEEDED, FAILED, CANCELED)
@@ -101,9 +101,13 @@ def create(
     driving_key: str | None = None,
     notes: list[str] | None = None,
     kind: str = ANIMATION,
+    cost: int = 1,
 ) -> Job:
-    """Reserve the job's credit and queue it, atomically; raises InsufficientCredits."""
-    ledger.reserve(session, user_id, credit_ref(job_id))
+    """Reserve the job's ``cost`` in credits and queue it, atomically; raises InsufficientCredits.
+
+    A job of cost 0 reserves nothing, so ending it, whichever way, moves no credit either."""
+    if cost > 0:
+        ledger.reserve(session, user_id, credit_ref(job_id), cost)
     job = Job(
         id=job_id,
         user_id=user_id,
@@ -317,6 +321,7 @@ def fail(db: Database, job_id: str, worker_id: str, message: str, status: str = 
     """
     message = public_text(message)
     with db.transaction() as session:
+        message = credit_words(message, bool(ledger.reserved(session, credit_ref(job_id))))
         done = session.execute(
             update(Job)
             .where(Job.id == job_id, Job.status == RUNNING, Job.worker_id == worker_id)
@@ -396,6 +401,7 @@ def recover_abandoned(
                 continue
             status = CANCELED if row.cancel_requested else FAILED
             message = CANCELED_MESSAGE if row.cancel_requested else ABANDONED_MESSAGE
+            message = credit_words(message, bool(ledger.reserved(session, credit_ref(row.id))))
             done = session.execute(
                 update(Job)
                 .where(*guard)

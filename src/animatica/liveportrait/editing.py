@@ -25,7 +25,6 @@ pass and one decoder pass.
 import os
 import tempfile
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from pathlib import Path
 
 import numpy as np
@@ -82,8 +81,8 @@ class PortraitEditor:
     to 256x256 for the networks) and an edit returns the 512x512 face.
     ``source_eyes`` (two ratios) and ``source_lips`` give the photo's own openness instead of
     measuring it on 68-point landmarks (needed only for eye / lip edits of a picture whose face
-    the landmark model cannot find). ``dtype`` bfloat16 runs the networks under autocast (where the
-    hardware has bf16 units, as the engine decides); the keypoint maths stay float32.
+    the landmark model cannot find). ``dtype`` bfloat16 runs the decoder in bf16 (where the hardware
+    has bf16 units, as the engine decides; see `LivePortraitNetworks.render`).
     """
 
     def __init__(
@@ -128,14 +127,9 @@ class PortraitEditor:
         self._measured = crop or (source_eyes is not None and source_lips is not None)
         with torch.inference_mode():
             pixels = _to_tensor(face, self.device)
-            with self._autocast():
-                self.feature_3d = networks.appearance(pixels).float()  # (1, 32, 16, 64, 64)
-                raw = networks.motion(pixels)
-            self.info = motion.keypoint_info(raw)  # float32 from here on
+            self.feature_3d = networks.appearance(pixels)  # (1, 32, 16, 64, 64)
+            self.info = motion.keypoint_info(networks.motion(pixels))
             self.x_s = motion.transform_keypoints(self.info)  # (1, 21, 3)
-
-    def _autocast(self) -> AbstractContextManager[None]:
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.dtype == torch.bfloat16)
 
     # --- the photo's own openness, where the sliders start -------------------------------------
 
@@ -193,9 +187,10 @@ class PortraitEditor:
 
     def render(self, x_d: torch.Tensor) -> np.ndarray:
         """The 512x512 face (H, W, 3) uint8 for driving keypoints ``x_d`` (1, 21, 3)."""
-        with torch.inference_mode(), self._autocast():
-            warped = self.networks.warping(self.feature_3d, x_d.to(self.device), self.x_s)["out"]
-            return to_uint8(self.networks.decoder(warped).float())[0]
+        with torch.inference_mode():
+            return to_uint8(self.networks.render(self.feature_3d, x_d.to(self.device), self.x_s, self.dtype))[
+                0
+            ]
 
     def edit(
         self, edit: PortraitEdit | None = None, *, stitching: bool = True, **values: float | None

@@ -23,14 +23,16 @@ relative per layer):
   multiplications, the residual add fused into the output transform;
 * the warping hourglass' wide 3x3x3 convolutions: Winograd along height and width, direct along
   the (short) depth axis, whose three taps become three accumulated products of the same
-  transformed tiles (5x fewer multiplications). The 7x7x7 mask head (142 -> 22 channels, 140 of
-  the module's 342 GFLOP) stays a direct convolution: with 22 outputs the batched products of
-  F(2x2, 7x7) run at a third of the matrix-product rate and lose what the 3x saving wins;
+  transformed tiles (5x fewer multiplications);
+* the 7x7x7 mask head (142 -> 22 channels, 140 of the module's 342 GFLOP): Winograd is too
+  inexact for 7 taps, so Fourier transforms of tiles (``fft_conv.py``), ~3x faster;
+* the 7x7 occlusion head (2272 -> 1 channel): one matrix product for all 49 taps, then shifted
+  sums (a single-output direct convolution runs at a few percent of the matrix-product rate);
 * nearest x(1, 2, 2) up-sampling then a 3x3x3 convolution (hourglass decoder): four (3, 2, 2)
   convolutions on the small map, 2.25x fewer multiplications;
 * batch norm (eval mode) folded into the convolution before it.
 
-Only float32 on a CPU takes the Winograd routes; on other devices, dtypes or under autocast the
+Only float32 on a CPU takes the Winograd and Fourier routes; on other devices, dtypes or under autocast the
 same modules run ``F.conv2d``/``F.conv3d`` (the other rewrites still hold), so the accelerated
 networks stay device-agnostic and bf16-capable.
 """
@@ -45,17 +47,19 @@ from torch import nn
 
 from animatica.fomm.winograd import _POINTS, WinogradConv2d, _buffer, winograd_matrices
 from animatica.liveportrait.checkpoint import LivePortraitNetworks
+from animatica.liveportrait.fft_conv import FFT_TILE, FFTConv3d
 
 # Output tile of each Winograd route (0 = direct convolution). F(6x6, 3x3) for the decoder's
 # 3x3 convolutions; F(5x5, 2x2) for the phase kernels of the label convolutions at 128² and 256².
 TILE_3X3 = 6
 TILE_2X2 = 5
 TILE_3D = 6  # the 3x3x3 hourglass convolutions (along height and width)
-# The 7x7x7 mask head (22 outputs): F(2x2, 7x7) saves too little for its transforms, so direct.
+# The 7x7x7 mask head runs through Fourier transforms (``FFT_TILE``); with ``tile_fft=0`` it is
+# direct, as F(2x2, 7x7) saves too little for its transforms with 22 outputs.
 TILE_7X7 = 0
 # Below these sizes the transforms cost more than they save: direct convolution.
 WINOGRAD_MIN_CHANNELS = 16
-WINOGRAD_MIN_CHANNELS_3D = 100
+WINOGRAD_MIN_CHANNELS_3D = 64
 WINOGRAD_MIN_PIXELS = 16 * 16
 # Per Winograd block, about this many bytes of transformed input (the weights' share of a block
 # is what keeps the batched product efficient; larger than the 2-D default, because the decoder's
@@ -499,6 +503,62 @@ class FastUpBlock3d(nn.Module):
         return out.permute(0, 4, 1, 2, 3)
 
 
+class FFTConv3dFast(nn.Module):
+    """A stride-1 'same' 3-D convolution with a wide kernel: :class:`FFTConv3d` on float32 CPU
+    inputs (its kernel spectrum made on first use), else ``F.conv3d``."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, padding, tile: int):
+        super().__init__()
+        self.register_buffer("weight", weight.detach().clone())
+        b = bias.detach().clone() if bias is not None else weight.new_zeros(weight.shape[0])
+        self.register_buffer("bias", b)
+        self.padding, self.tile = padding, tile
+        self.fft: FFTConv3d | None = None
+
+    def extra_repr(self) -> str:
+        return f"{tuple(self.weight.shape)}, padding={self.padding}, tile={self.tile}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.tile and _winograd_ready(x):
+            if self.fft is None:
+                self.fft = FFTConv3d(self.weight, self.bias, self.tile)
+            return self.fft(x)
+        return F.conv3d(x, self.weight.to(x.dtype), self.bias.to(x.dtype), padding=self.padding)
+
+
+class TapSumConv2d(nn.Module):
+    """A stride-1 'same' 2-D convolution with few outputs and many inputs: one matrix product
+    contracts the channels for every kernel tap at once, then the k² shifted tap maps are summed.
+
+    Why: the occlusion head (2272 -> 1 channel, 7x7) gives a direct convolution a single output
+    to vectorise over, which runs at a few percent of the matrix-product rate; as
+    (O·k², C) x (C, pixels) it is one well-shaped product plus k² cheap additions.
+    """
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, padding: int):
+        super().__init__()
+        out_ch, in_ch, kh, kw = weight.shape
+        if kh != kw or kh != 2 * padding + 1:
+            raise ValueError(f"TapSumConv2d needs a 'same' square kernel, got {tuple(weight.shape)}")
+        # (k·k·O, C): row (u·k + v)·O + o is tap (u, v) of output o.
+        taps = weight.detach().permute(2, 3, 0, 1).reshape(kh * kw * out_ch, in_ch)
+        self.register_buffer("taps", taps.clone())
+        b = bias.detach().clone() if bias is not None else weight.new_zeros(out_ch)
+        self.register_buffer("bias", b)
+        self.kernel, self.padding, self.out_channels = kh, padding, out_ch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        k, p, o = self.kernel, self.padding, self.out_channels
+        z = torch.matmul(self.taps.to(x.dtype), x.reshape(n, c, h * w))  # (N, k²·O, h·w)
+        z = F.pad(z.view(n, k * k * o, h, w), (p, p, p, p)).view(n, k, k, o, h + 2 * p, w + 2 * p)
+        out = self.bias.to(z.dtype).view(1, o, 1, 1).expand(n, o, h, w).clone()
+        for u in range(k):
+            for v in range(k):
+                out += z[:, u, v, :, u : u + h, v : v + w]
+        return out
+
+
 class _FoldedConv(nn.Module):
     """A convolution with the batch norm after it folded in (the norm becomes an identity)."""
 
@@ -524,7 +584,9 @@ class _FoldedConv(nn.Module):
         return y.contiguous() if self.contiguous else y
 
 
-def accelerate_warping(warping: nn.Module, tile: int = TILE_3D, tile_7: int = TILE_7X7) -> nn.Module:
+def accelerate_warping(
+    warping: nn.Module, tile: int = TILE_3D, tile_7: int = TILE_7X7, tile_fft: int = FFT_TILE
+) -> nn.Module:
     """Swap the warping module's convolution blocks (in place) for the fast equivalents; the
     module's own forward (grids, sampling, softmax) is kept. Returns ``warping``."""
     dm = warping.dense_motion_network
@@ -542,7 +604,11 @@ def accelerate_warping(warping: nn.Module, tile: int = TILE_3D, tile_7: int = TI
             hourglass.decoder.conv, hourglass.decoder.norm, tile, contiguous=True
         )
         hourglass.decoder.norm = nn.Identity()
-        dm.mask = _FoldedConv(dm.mask, None, tile_7, channels_last=False)
+        if tile_fft:
+            dm.mask = FFTConv3dFast(dm.mask.weight, dm.mask.bias, dm.mask.padding, tile_fft)
+        else:
+            dm.mask = _FoldedConv(dm.mask, None, tile_7, channels_last=False)
+        dm.occlusion = TapSumConv2d(dm.occlusion.weight, dm.occlusion.bias, dm.occlusion.padding[0])
         warping.third.conv = _FoldedConv(warping.third.conv, warping.third.norm, TILE_3X3)
         warping.third.norm = nn.Identity()
     return warping.eval().requires_grad_(False)
@@ -559,5 +625,5 @@ def accelerate(
     (Winograd rounding), the 8-bit frames within one grey level.
     """
     decoder = FastSPADEDecoder(networks.decoder.state_dict(), tile=tile).to(networks.decoder.fc.weight.device)
-    warping = accelerate_warping(networks.warping, tile_3d)
+    warping = accelerate_warping(networks.warping, tile_3d).eval()
     return replace(networks, warping=warping, decoder=decoder.eval().requires_grad_(False))

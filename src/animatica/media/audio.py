@@ -96,6 +96,8 @@ class AudioCarrier:
             if self._pending.shape[1] == 0 and not self._pull():
                 return  # the sound is shorter than the video: it just ends
             take = min(target - self._written, self._pending.shape[1])
+            if take == 0:
+                continue  # a piece wholly before the video was dropped: nothing to encode yet
             self._encode(self._pending[:, :take])
             self._pending = self._pending[:, take:]
 

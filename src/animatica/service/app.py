@@ -27,8 +27,10 @@ from animatica.service.routes import auth as routes_auth
 from animatica.service.routes import edits as routes_edits
 from animatica.service.routes import engine as routes_engine
 from animatica.service.routes import jobs as routes_jobs
+from animatica.service.routes import live as routes_live
 from animatica.service.routes import local_pay as routes_local_pay
 from animatica.service.routes import ops as routes_ops
+from animatica.service.routes import swaps as routes_swaps
 from animatica.service.routes import v0 as routes_v0
 from animatica.service.uploads import checks as upload_checks
 from animatica.settings import Settings, get_settings
@@ -37,8 +39,11 @@ log = logging.getLogger("animatica.service")
 UPLOAD_PATHS = (
     "/api/v1/animations",
     "/api/v1/edits",
+    "/api/v1/swaps",
     "/api/v0/animation/video",
     "/api/fomm/video",
+    "/api/v1/live/sessions",
+    "/live/sessions",
     *pages.UPLOAD_PATHS,
 )
 MULTIPART_OVERHEAD = 64 * 1024
@@ -109,9 +114,12 @@ def create_app(
         routes_v0.router,
         routes_jobs.router,
         routes_edits.router,
+        routes_swaps.router,
         routes_local_pay.router,
         routes_engine.router,
         routes_ops.router,
+        routes_live.router,
+        routes_live.page_router,
     ):
         app.include_router(router)
     pages.install(app)

@@ -8,9 +8,7 @@ picture inside the store, so trying several edits of one photo never uploads it 
 worker, which keeps the photos it prepared, recognises it by its bytes).
 """
 
-import tempfile
 import uuid
-from pathlib import Path
 
 from fastapi import UploadFile
 
@@ -22,13 +20,11 @@ from animatica.liveportrait.edit_options import InvalidEdit, PortraitEdit
 from animatica.service.animations import load_job
 from animatica.service.context import ServiceContext
 from animatica.service.deps import CurrentUser
-from animatica.service.errors import Gone, Invalid
+from animatica.service.errors import Invalid
+from animatica.service.pictures import store_picture
 from animatica.service.plans import get_plan
 from animatica.service.ratelimit import SUBMIT_ACCOUNT, rate_limits
-from animatica.service.uploads import checks as upload_checks
-from animatica.service.uploads.receive import receive, sanitize_filename
 from animatica.settings import Settings
-from animatica.storage.base import MissingFile
 
 
 def available(settings: Settings) -> bool:
@@ -87,32 +83,10 @@ def queue_edit(
         ledger.require_credit(session, user.id)
     job_id = uuid.uuid4().hex
     key = f"jobs/{job_id}/source.png"
-    notes: list[str] = []
-    if has_picture:
-        assert picture is not None
-        name = sanitize_filename(picture.filename, "picture")
-        label = f"The picture ({name})"
-        with tempfile.TemporaryDirectory(prefix="animatica-upload-") as tmp:
-            folder = Path(tmp)
-            receive(picture.file, folder / "picture.bin", ctx.settings.max_upload_bytes, label)
-            image = upload_checks.check_picture(
-                upload_checks.PictureUpload(folder / "picture.bin", label, folder / "source.png", plan),
-                ctx.settings,
-            )
-            ctx.storage.put_file(key, image.path)
-        if image.note:
-            notes.append(image.note)
-    else:
-        assert from_job is not None
-        earlier = load_job(ctx, user.id, from_job)
-        gone = Gone("The picture of that job was deleted by the retention policy; upload it again.")
-        if not earlier.source_key:
-            raise gone
-        try:
-            ctx.storage.copy(earlier.source_key, key)
-        except MissingFile as error:
-            raise gone from error
-        name = earlier.source_name
+    stored = store_picture(
+        ctx, user.id, plan, key, upload=picture if has_picture else None, from_job=from_job, what="picture"
+    )
+    name, notes = stored.name, [stored.note] if stored.note else []
     try:
         with ctx.db.transaction() as session:
             state.create(

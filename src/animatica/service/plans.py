@@ -25,12 +25,28 @@ class Plan:
     # which bounds what checking one upload can cost; smaller ones wider than ``max_side`` are
     # decoded and scaled down to it.
     max_source_pixels: int = 25_000_000
+    # Minutes of live animation (webcam mode) per UTC day; a session in progress is ended when
+    # they run out, and they are counted again from zero at midnight UTC.
+    live_minutes_per_day: float = 3.0
 
 
 PLANS: dict[str, Plan] = {
     plan.id: plan
     for plan in (
-        Plan("free", "FREE", 0, 0, "usd", 0, 15.0, 1280, 0, 1, ("Clips up to 15 s", "Up to 1280 px")),
+        Plan(
+            "free",
+            "FREE",
+            0,
+            0,
+            "usd",
+            0,
+            15.0,
+            1280,
+            0,
+            1,
+            ("Clips up to 15 s", "Up to 1280 px", "Live mode: 3 min a day"),
+            live_minutes_per_day=3.0,
+        ),
         Plan(
             "basic",
             "BASIC",
@@ -42,8 +58,15 @@ PLANS: dict[str, Plan] = {
             1920,
             1,
             2,
-            ("10 animations", "Clips up to 60 s", "Up to 1920 px", "2 jobs at a time"),
+            (
+                "10 animations",
+                "Clips up to 60 s",
+                "Up to 1920 px",
+                "2 jobs at a time",
+                "Live mode: 30 min a day",
+            ),
             max_source_pixels=50_000_000,
+            live_minutes_per_day=30.0,
         ),
         Plan(
             "pro",
@@ -56,8 +79,16 @@ PLANS: dict[str, Plan] = {
             3840,
             2,
             3,
-            ("50 animations", "Clips up to 5 min", "Up to 3840 px", "3 jobs at a time", "Priority queue"),
+            (
+                "50 animations",
+                "Clips up to 5 min",
+                "Up to 3840 px",
+                "3 jobs at a time",
+                "Priority queue",
+                "Live mode: 120 min a day",
+            ),
             max_source_pixels=100_000_000,
+            live_minutes_per_day=120.0,
         ),
     )
 }

@@ -7,7 +7,10 @@ A re-run copies the stored inputs inside the store, so they never travel through
 
 import tempfile
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from fastapi import UploadFile
 
@@ -15,9 +18,12 @@ from animatica.db import ledger
 from animatica.errors import CheckpointError
 from animatica.jobs import state
 from animatica.jobs.engine_choice import concrete_engine
+from animatica.jobs.face_swap import NAME as FACE_SWAP
 from animatica.jobs.lifecycle import announce
+from animatica.jobs.live_recording import NAME as LIVE_RECORDING
 from animatica.jobs.options import JobOptions
 from animatica.jobs.portrait_edit import NAME as PORTRAIT_EDIT
+from animatica.jobs.state import ANIMATION
 from animatica.service.animations import load_job
 from animatica.service.context import ServiceContext
 from animatica.service.deps import CurrentUser
@@ -27,7 +33,7 @@ from animatica.service.ratelimit import SUBMIT_ACCOUNT, rate_limits
 from animatica.service.uploads import checks as upload_checks
 from animatica.service.uploads.checks import Upload
 from animatica.service.uploads.receive import receive, sanitize_filename
-from animatica.service.uploads.validate import frame_limit
+from animatica.service.uploads.validate import DrivingVideo, frame_limit
 from animatica.settings import Settings
 from animatica.storage.base import MissingFile
 
@@ -56,21 +62,57 @@ def _queue(
     notes: list[str],
 ) -> None:
     """Reserve the credit and record the job, then hand it to whoever runs jobs."""
+    queue_job(ctx, user, plan, job_id, options.engine, options.to_row(), names, keys, notes)
+
+
+def queue_job(
+    ctx: ServiceContext,
+    user: CurrentUser,
+    plan: Plan,
+    job_id: str,
+    engine: str,
+    options: dict[str, Any],
+    names: tuple[str, str],
+    keys: tuple[str, str],
+    notes: list[str],
+    *,
+    kind: str = ANIMATION,
+    cost: int = 1,
+) -> None:
+    """`_queue` for a job of any kind that reads a source and a driving file."""
     with ctx.db.transaction() as session:
         state.create(
             session,
             job_id=job_id,
             user_id=user.id,
-            engine=options.engine,
-            options=options.to_row(),
+            engine=engine,
+            options=options,
             priority=plan.priority,
             source_name=names[0],
             driving_name=names[1],
             source_key=keys[0],
             driving_key=keys[1],
             notes=notes,
+            kind=kind,
+            cost=cost,
         )
     announce(ctx.settings, ctx.db, job_id, plan.priority, ctx.runner.notify)
+
+
+@dataclass(frozen=True)
+class CheckedUploads:
+    """Two uploads that passed their checks and are stored under the new job's keys."""
+
+    plan: Plan
+    job_id: str
+    names: tuple[str, str]
+    keys: tuple[str, str]
+    video: DrivingVideo
+    notes: list[str]
+
+
+Labels = tuple[str, str]  # how the two files are named to the user, e.g. "The source image"
+ANIMATION_LABELS: Labels = ("The source image", "The driving video")
 
 
 def submit(
@@ -89,33 +131,58 @@ def submit(
     """
     rate_limits(ctx).hit(SUBMIT_ACCOUNT, str(user.id))
     options = runnable(ctx.settings, options)
+
+    def queue(checked: CheckedUploads) -> None:
+        # The clip's length limit travels with the job in frames, so that decoding enforces it on
+        # the frames it meets, not on what the header claimed.
+        limited = options.but(max_frames=checked.video.max_frames, frame_rate=checked.video.fps)
+        _queue(ctx, user, checked.plan, checked.job_id, limited, checked.names, checked.keys, checked.notes)
+
+    return store_uploads(ctx, user, source, driving, queue, max_seconds=max_seconds)
+
+
+def store_uploads(
+    ctx: ServiceContext,
+    user: CurrentUser,
+    source: UploadFile,
+    driving: UploadFile,
+    queue: Callable[[CheckedUploads], None],
+    *,
+    max_seconds: float | None = None,
+    labels: Labels = ANIMATION_LABELS,
+) -> str:
+    """Check a picture and a video by their content under the user's plan, store them under a new
+    job's keys and let ``queue`` record the job; returns the job's id.
+
+    The caller has counted the submission. 402 before any work when out of credit; whatever
+    fails after the files are stored (``queue`` included) deletes them again.
+    """
     plan = get_plan(user.plan_id)
     with ctx.db.read() as session:
         ledger.require_credit(session, user.id)
     source_name = sanitize_filename(source.filename, "source")
     driving_name = sanitize_filename(driving.filename, "driving")
+    source_label = f"{labels[0]} ({source_name})"
+    driving_label = f"{labels[1]} ({driving_name})"
     limit = ctx.settings.max_upload_bytes
     job_id = uuid.uuid4().hex
     keys: list[str] = []
     with tempfile.TemporaryDirectory(prefix="animatica-upload-") as tmp:
         folder = Path(tmp)
-        receive(source.file, folder / "source.bin", limit, f"The source image ({source_name})")
-        receive(driving.file, folder / "driving.bin", limit, f"The driving video ({driving_name})")
+        receive(source.file, folder / "source.bin", limit, source_label)
+        receive(driving.file, folder / "driving.bin", limit, driving_label)
         image, video = upload_checks.check(
             Upload(
                 folder / "source.bin",
-                f"The source image ({source_name})",
+                source_label,
                 folder / "source.png",
                 folder / "driving.bin",
-                f"The driving video ({driving_name})",
+                driving_label,
                 plan,
                 max_seconds,
             ),
             ctx.settings,
         )
-        # The clip's length limit travels with the job in frames, so that decoding enforces it on
-        # the frames it meets, not on what the header claimed.
-        options = options.but(max_frames=video.max_frames, frame_rate=video.fps)
         source_key = f"jobs/{job_id}/source.png"
         driving_key = f"jobs/{job_id}/driving.{video.extension}"
         try:
@@ -123,15 +190,15 @@ def submit(
             keys.append(source_key)
             ctx.storage.put_file(driving_key, video.path)
             keys.append(driving_key)
-            _queue(
-                ctx,
-                user,
-                plan,
-                job_id,
-                options,
-                (source_name, driving_name),
-                (source_key, driving_key),
-                [image.note] if image.note else [],
+            queue(
+                CheckedUploads(
+                    plan,
+                    job_id,
+                    (source_name, driving_name),
+                    (source_key, driving_key),
+                    video,
+                    [image.note] if image.note else [],
+                )
             )
         except BaseException:
             for key in keys:
@@ -166,6 +233,10 @@ def rerun(ctx: ServiceContext, user: CurrentUser, job_id: str) -> str:
         from animatica.service.edits import rerun_edit
 
         return rerun_edit(ctx, user, job_id)
+    if job.kind == LIVE_RECORDING:
+        from animatica.service.live_recording import rerun_live_recording
+
+        return rerun_live_recording(ctx, user, job_id)
     gone = Gone(
         f"The uploaded files of this animation were deleted after "
         f"{ctx.settings.input_retention_hours:g} hours; upload them again."
@@ -173,8 +244,14 @@ def rerun(ctx: ServiceContext, user: CurrentUser, job_id: str) -> str:
     if not job.source_key or not job.driving_key:
         raise gone
     plan = get_plan(user.plan_id)
-    options = runnable(ctx.settings, JobOptions.from_row(job.engine, job.options))
-    options = options.but(max_frames=plan_frame_limit(plan, options))
+    if job.kind == FACE_SWAP:
+        from animatica.service.swaps import rerun_options
+
+        engine, row, kind = job.engine, rerun_options(dict(job.options or {}), plan), FACE_SWAP
+    else:
+        options = runnable(ctx.settings, JobOptions.from_row(job.engine, job.options))
+        options = options.but(max_frames=plan_frame_limit(plan, options))
+        engine, row, kind = options.engine, options.to_row(), ANIMATION
     with ctx.db.read() as session:
         ledger.require_credit(session, user.id)
     new_id = uuid.uuid4().hex
@@ -187,15 +264,17 @@ def rerun(ctx: ServiceContext, user: CurrentUser, job_id: str) -> str:
             except MissingFile as error:  # retention took it after we read the row
                 raise gone from error
             copied.append(new)
-        _queue(
+        queue_job(
             ctx,
             user,
             plan,
             new_id,
-            options,
+            engine,
+            row,
             (job.source_name, job.driving_name),
             (copied[0], copied[1]),
             [],
+            kind=kind,
         )
     except BaseException:
         for key in copied:

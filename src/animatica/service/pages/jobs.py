@@ -19,7 +19,7 @@ from animatica.service.errors import Conflict, Gone, NotFound, status_for
 from animatica.service.pages.events import status_payload
 from animatica.service.pages.problems import PageProblem, wants_json
 from animatica.service.pages.sessions import Caller, CsrfChecked, Viewer
-from animatica.service.pages.views import redirect, render
+from animatica.service.pages.views import costs_credit, redirect, render
 from animatica.service.results import download, serve_file
 from animatica.service.schemas import JobView
 from animatica.service.submit import rerun
@@ -50,9 +50,9 @@ def job_status(ctx: Ctx, user: Caller, job_id: str) -> JSONResponse:
 @router.post("/jobs/{job_id}/cancel", dependencies=[CsrfChecked])
 def cancel(request: Request, ctx: Ctx, user: Viewer, job_id: str) -> Response:
     _view(ctx, user, job_id)
-    flash = "canceled"
     try:
         view = job_view(animations.cancel(ctx, user.id, job_id))
+        flash = "canceled" if costs_credit(view.kind) else "canceled_free"
     except Conflict:
         view, flash = _view(ctx, user, job_id), "already_final"
     if wants_json(request):

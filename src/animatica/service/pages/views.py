@@ -15,6 +15,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 
 from animatica.db import ledger
+from animatica.errors import AnimaticaError
+from animatica.jobs import kinds
+from animatica.jobs.messages import credit_words
 from animatica.service.context import ServiceContext
 from animatica.service.deps import CurrentUser
 from animatica.service.pages.problems import PageProblem, SignInRequired, wants_json
@@ -26,11 +29,13 @@ from animatica.service.pages.sessions import (
     viewer_or_none,
 )
 from animatica.service.plans import get_plan
+from animatica.service.schemas import JobView
 
 SERVICE_DIR = Path(__file__).resolve().parents[1]
 TEMPLATES_DIR = SERVICE_DIR / "templates"
 STATIC_DIR = SERVICE_DIR / "static"
 FLASH_COOKIE = "animatica_flash"
+CANCELED_TEXT = "The animation was canceled and your credit was returned."
 
 FLASHES: dict[str, tuple[str, str]] = {
     "welcome": ("success", "Welcome to Animatica! Your account is ready."),
@@ -38,7 +43,8 @@ FLASHES: dict[str, tuple[str, str]] = {
     "signed_out": ("info", "You are signed out. See you soon!"),
     "deleted": ("success", "The animation and its files were deleted."),
     "delete_running": ("error", "That animation is still running; cancel it first, then delete it."),
-    "canceled": ("info", "The animation was canceled and your credit was returned."),
+    "canceled": ("info", CANCELED_TEXT),
+    "canceled_free": ("info", credit_words(CANCELED_TEXT, credit_reserved=False)),
     "already_final": ("info", "That animation had already finished."),
 }
 
@@ -124,8 +130,43 @@ def megabytes(size: int) -> str:
     return f"{size / (1024 * 1024):g} MB"
 
 
+def _live_recording_label(job: JobView) -> str:
+    if job.frames and job.fps:  # known once it is converted
+        return f"Live recording, {max(1, round(job.frames / job.fps))} s"
+    return "Live recording"
+
+
+# What a job is, per kind, where the pages describe it. An animation has no entry: it is told by
+# its driving video ("with clip.mp4") and its motion mode.
+KIND_LABELS = {
+    "portrait_edit": lambda job: "portrait edit",
+    "face_swap": lambda job: f"face swapped into {job.driving_name}",
+    "live_recording": _live_recording_label,
+}
+
+
+def costs_credit(kind: str) -> bool:
+    """Whether a job of ``kind`` reserves a credit: only then do its pages speak of one coming back."""
+    try:
+        return kinds.get(kind).cost > 0
+    except AnimaticaError:  # a kind this process does not run: say what a paid job would
+        return True
+
+
+def job_label(job: JobView) -> str | None:
+    """How the pages name ``job``'s kind, or None for an animation (described by its driving video)."""
+    label = KIND_LABELS.get(job.kind)
+    return label(job) if label is not None else None
+
+
 templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
-templates.env.globals.update(static_url=static_url, stage_label=stage_label, eta_text=eta_text)
+templates.env.globals.update(
+    static_url=static_url,
+    stage_label=stage_label,
+    eta_text=eta_text,
+    job_label=job_label,
+    costs_credit=costs_credit,
+)
 templates.env.filters.update(when=when, iso=iso, megabytes=megabytes)
 
 

@@ -1,0 +1,51 @@
+"""/api/v1/swaps: put the face of one photo into every frame of a video, as a job.
+
+A swap is a job of kind ``face_swap``; once queued it is followed, fetched (with Range),
+canceled and deleted through ``/api/v1/animations/{id}`` like any other job, and its result is
+an MP4 with the video's sound. It costs one credit per job, as an animation does.
+"""
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, UploadFile, status
+from fastapi.responses import JSONResponse
+
+from animatica.service.animations import job_view, load_job
+from animatica.service.deps import Ctx, Me
+from animatica.service.swaps import SwapForm, submit_swap
+
+router = APIRouter(prefix="/api/v1", tags=["swaps"])
+
+
+@router.post("/swaps", status_code=status.HTTP_202_ACCEPTED)
+def create_swap(
+    ctx: Ctx,
+    user: Me,
+    face: Annotated[UploadFile, File(description="JPG, PNG or WebP photo of the face to put in.")],
+    video: Annotated[
+        UploadFile, File(description="MP4, MOV, AVI, WebM or GIF video whose face is replaced.")
+    ],
+    which: Annotated[
+        str,
+        Form(
+            description="Which faces of the video: largest (default), all, index:N (N-th from the left, "
+            "from 0) or reference (the person in the reference photo)."
+        ),
+    ] = "largest",
+    reference: Annotated[
+        UploadFile | None, File(description="With which=reference: a photo of the person to replace.")
+    ] = None,
+    blend: Annotated[str, Form(description="poisson (default) or feather.")] = "poisson",
+    keep_eyes: Annotated[
+        bool, Form(description="Keep the video's eyes (default), so the gaze follows it.")
+    ] = True,
+    keep_mouth: Annotated[bool, Form(description="Keep the video's mouth interior (default).")] = True,
+) -> JSONResponse:
+    form = SwapForm(which=which, blend=blend, keep_eyes=keep_eyes, keep_mouth=keep_mouth)
+    job_id = submit_swap(ctx, user, face, video, form, reference=reference)
+    view = job_view(load_job(ctx, user.id, job_id))
+    return JSONResponse(
+        view.model_dump(mode="json"),
+        status_code=status.HTTP_202_ACCEPTED,
+        headers={"Location": f"/api/v1/animations/{job_id}"},
+    )

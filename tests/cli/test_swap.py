@@ -1,0 +1,71 @@
+"""``animatica swap`` as a user runs it: a small clip with sound in, the same clip with another face out."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from tests.cli.test_cli import assert_one_line_error, run
+from tests.face.swap_faces import other_person
+
+from animatica.errors import AnimaticaError
+from animatica.media.probe import probe
+from animatica.media.reader import iter_frames
+from animatica.swapping import SwapSettings, swap_request
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A face photo of one person, and one second of the demo clip (the astronaut, with a hum)."""
+    from animatica.demo import write_demo_driving
+
+    folder = tmp_path_factory.mktemp("swap")
+    photo = folder / "photo.png"
+    Image.fromarray(other_person()).save(photo)
+    return photo, write_demo_driving(folder / "clip.mp4", seconds=1.0, fps=10, size=192)
+
+
+@pytest.mark.slow
+def test_swap_writes_the_clip_with_the_new_face_and_its_sound(inputs, tmp_path, animatica_home) -> None:
+    photo, clip = inputs
+    out = tmp_path / "swapped.mp4"
+    proc = run("swap", "--face", str(photo), "--video", str(clip), "-o", str(out), "-q", home=animatica_home)
+    assert proc.returncode == 0, proc.stderr
+    assert "10 frames" in proc.stdout and "with audio" in proc.stdout
+    info = probe(out)
+    assert info.has_audio and (info.width, info.height) == (192, 192)
+    before, after = list(iter_frames(clip)), list(iter_frames(out))
+    assert len(after) == len(before) == 10
+    for b, a in zip(before, after, strict=True):
+        face = np.abs(a[50:110, 70:125].astype(int) - b[50:110, 70:125]).mean()
+        corner = np.abs(a[:30, :30].astype(int) - b[:30, :30]).mean()  # wall: only coding noise
+        assert face > 4 * corner and face > 4, (face, corner)
+
+
+def test_bad_swap_requests_are_one_line_errors(inputs, tmp_path, animatica_home) -> None:
+    photo, clip = inputs
+    blank = tmp_path / "blank.png"
+    Image.fromarray(np.full((64, 64, 3), 200, np.uint8)).save(blank)
+    out = tmp_path / "out.mp4"
+    proc = run("swap", "--face", str(blank), "--video", str(clip), "-o", str(out), "-q", home=animatica_home)
+    assert_one_line_error(proc, "No face was found in the face photo blank.png")
+    assert not out.exists()
+    proc = run("animate", "-s", str(photo), "-d", str(clip), "-o", str(out), "--engine", "faceswap",
+               home=animatica_home)  # fmt: skip
+    assert_one_line_error(proc, "swaps faces", "animatica swap")
+
+
+def test_swap_requests_check_their_options_before_any_frame(inputs, tmp_path) -> None:
+    photo, clip = inputs
+    out = tmp_path / "out.mp4"
+    with pytest.raises(AnimaticaError, match="needs --reference"):
+        swap_request(photo, clip, out, SwapSettings(which="reference"))
+    with pytest.raises(AnimaticaError, match="--reference is for --which reference"):
+        swap_request(photo, clip, out, reference=photo)
+    with pytest.raises(AnimaticaError, match="does not swap faces"):
+        swap_request(photo, clip, out, SwapSettings(engine="landmarks"))
+    with pytest.raises(AnimaticaError, match="Unknown blend"):
+        swap_request(photo, clip, out, SwapSettings(blend="paste"))
+    request = swap_request(photo, clip, out, SwapSettings(which="index:1"))
+    assert request.engine == "faceswap" and request.engine_options["which"] == "index:1"
+    assert request.engine_options["fps"] == 10.0  # the smoothing is tuned to the clip's rate

@@ -1,0 +1,134 @@
+"""The face-swap kind: a built-in kind whose request is a pipeline request on the swap engine (the
+row's server fields held by decoding, not handed to the engine, a bad option refused before a
+frame), and whose segments, planned once and joined by packet copy, give the whole run's frames.
+
+Segments here run in this process, one after the other: what the Celery workers run, without
+the broker."""
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+from tests.face.swap_faces import astronaut_face, other_person
+
+from animatica.errors import AnimaticaError
+from animatica.jobs import face_swap, kinds
+from animatica.settings import Settings
+
+SIDE = 128
+
+
+def _frames(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as container:
+        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("swap-kind")
+    photo = folder / "source.png"
+    Image.fromarray(other_person()).save(photo)
+    clip = folder / "driving.mp4"
+    with av.open(str(clip), "w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(8))
+        stream.width = stream.height = SIDE
+        stream.pix_fmt = "yuv420p"
+        base = astronaut_face(SIDE)
+        for shift in range(12):  # 1.5 s at 8 fps: two segments of 1 s
+            frame = np.ascontiguousarray(np.roll(base, shift // 2, axis=1))
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return {"source": photo, "driving": clip}
+
+
+def test_the_request_runs_the_swap_engine_with_the_rows_options(
+    inputs: dict[str, Path], tmp_path: Path
+) -> None:
+    kind = kinds.get(face_swap.NAME)
+    assert kind.inputs == ("source", "driving") and kind.result == "result.mp4" and kind.cost == 1
+    settings = Settings(home=tmp_path / "home", batch_size=3)
+    row = {"which": "index:0", "blend": "feather", "fps": 8.0, "max_frames": 9, "frame_rate": 8.0}
+    execution = face_swap.execution(
+        inputs["source"], inputs["driving"], tmp_path / "out.mp4", "faceswap", row
+    )
+    fields = kind.request(settings, execution)
+    assert fields["engine"] == "faceswap" and fields["max_frames"] == 9 and fields["batch_size"] == 3
+    assert fields["engine_options"] == {"which": "index:0", "blend": "feather", "fps": 8.0}
+    with pytest.raises(AnimaticaError, match="Unknown blend 'paste'"):
+        kind.request(
+            settings,
+            face_swap.execution(inputs["source"], inputs["driving"], tmp_path, "", {"blend": "paste"}),
+        )
+    with pytest.raises(AnimaticaError, match="animates a photo"):
+        kind.request(
+            settings, face_swap.execution(inputs["source"], inputs["driving"], tmp_path, "landmarks")
+        )
+
+
+@pytest.mark.slow
+def test_segments_joined_in_order_give_the_whole_runs_frames(inputs: dict[str, Path], tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "home", segment_seconds=1.0, log_level="WARNING")
+    kind = kinds.get(face_swap.NAME)
+    assert kind.segmented is not None
+    row = {"which": "largest", "fps": 8.0, "max_frames": 121, "frame_rate": 8.0}
+
+    whole = tmp_path / "whole.mp4"
+    result = kind.run(
+        kind.request(
+            settings, face_swap.execution(inputs["source"], inputs["driving"], whole, "faceswap", row)
+        ),
+        lambda _p: None,
+        lambda: False,
+    )
+    assert result.frames == 12
+
+    work = tmp_path / "plan"
+    work.mkdir()
+    plan = kind.segmented.plan(
+        settings,
+        face_swap.execution(inputs["source"], inputs["driving"], work, "faceswap", row),
+        lambda _p: None,
+        lambda: False,
+    )
+    assert [(part.start, part.stop) for part in plan.parts] == [(0, 8), (8, 12)]
+    prepared = None
+    if plan.prepared is not None:
+        prepared = tmp_path / "prepared.bin"
+        prepared.write_bytes(plan.prepared)
+    files, counts = [], []
+    for number, part in enumerate(plan.parts):
+        packed = tmp_path / f"segment-{number}" / "segment.mkv"
+        packed.parent.mkdir()
+        counts.append(
+            kind.segmented.segment(
+                settings,
+                face_swap.execution(inputs["source"], inputs["driving"], packed, "faceswap", row),
+                plan,
+                part,
+                prepared,
+                lambda _p: None,
+                lambda: False,
+            )
+        )
+        files.append(packed)
+    joined = tmp_path / "joined.mp4"
+    kind.segmented.join(settings, files, counts, plan, lambda slot: inputs[slot], joined)
+
+    got, expected = _frames(joined), _frames(whole)
+    assert len(got) == len(expected) == 12
+    # Each segment is its own H.264 encode and starts its face tracking afresh at its seam (from
+    # the plan's prepared photo): close frames, not bit-equal ones.
+    assert max(np.abs(a.astype(int) - b.astype(int)).mean() for a, b in zip(got, expected, strict=True)) < 3
+    original = _frames(inputs["driving"])
+    assert (
+        min(
+            np.abs(a.astype(int) - b.astype(int))[33:73, 47:83].mean()
+            for a, b in zip(got, original, strict=True)
+        )
+        > 4
+    )
