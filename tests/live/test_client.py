@@ -3,7 +3,6 @@ the landmarks engine on a real face), every frame either animated or counted as 
 recording handed to its job; and the sender's back-pressure, which drops a frame rather than
 queue it."""
 
-import asyncio
 import io
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ from sqlalchemy import select
 from tests.live.serving import access_token, serve
 
 from animatica.db.models import Job
-from animatica.live.client import LiveClient, LiveClientError, _paced, _Run
+from animatica.live.client import LiveClient, LiveClientError, _paced, _Run, run_blocking
 from animatica.live.stats import LiveStats
 from animatica.live.wire import VideoMessage, unpack_video
 from animatica.settings import Settings
@@ -110,11 +109,11 @@ def test_a_due_frame_is_dropped_while_too_many_wait_for_an_answer() -> None:
     run = _Run(LiveStats("landmarks"), None, _outcome())
     frames = [(seq, float(seq), bytes([0xFF, 0xD8, seq])) for seq in range(1, 6)]
     sink = _SilentSocket()
-    asyncio.run(run.send(sink, _aiter(frames), 2))
+    run_blocking(run.send(sink, _aiter(frames), 2))
     assert [unpack_video(data).seq for data in sink.sent] == [1, 2]
     assert (run.sent, run.not_sent, run.in_flight) == (2, 3, 2)
     run.answer(2)  # one answer settles every earlier frame: the server animates the newest
-    asyncio.run(run.send(sink, _aiter([(6, 6.0, b"\xff\xd8"), (7, 7.0, b"\xff\xd8")]), 2))
+    run_blocking(run.send(sink, _aiter([(6, 6.0, b"\xff\xd8"), (7, 7.0, b"\xff\xd8")]), 2))
     assert [unpack_video(data).seq for data in sink.sent] == [1, 2, 6, 7]  # 3 to 5 were never sent
     assert (run.sent, run.not_sent, run.in_flight) == (4, 3, 2)
 
@@ -146,7 +145,7 @@ def test_a_frame_whose_successor_is_already_due_is_dropped_not_sent_late() -> No
     async def collect() -> list[tuple[int, float, bytes]]:
         return [item async for item in _paced(clip(), 100.0, None, run, clock=clock, sleep=clock.sleep)]
 
-    sent = asyncio.run(collect())
+    sent = run_blocking(collect())
     # By +55 ms frames 3 to 5 (due +20, +30, +40) each have a successor already due: dropped, not sent
     # late. Frame 6 (due +50) is less than a frame time late, so it goes, with its due time.
     assert [(seq, due) for seq, due, _frame in sent] == [(1, 1000.0), (2, 1010.0), (6, 1050.0)]
@@ -167,7 +166,7 @@ def test_the_first_frame_is_sent_however_long_it_took_to_arrive() -> None:
     async def collect() -> list[tuple[int, float, bytes]]:
         return [item async for item in _paced(slow_start(), 10.0, None, run, clock=clock, sleep=clock.sleep)]
 
-    assert [(seq, due, frame) for seq, due, frame in asyncio.run(collect())] == [
+    assert [(seq, due, frame) for seq, due, frame in run_blocking(collect())] == [
         (1, 6000.0, b"first"),
         (2, 6100.0, b"second"),
     ]

@@ -18,10 +18,11 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -41,6 +42,19 @@ END_SECONDS = 60.0  # the server finishes the session (a recording is handed to 
 QUALITY = 85
 
 Frame = bytes | np.ndarray
+T = TypeVar("T")
+
+
+def run_blocking(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run ``coroutine`` to its end from synchronous code, also where this thread already runs an
+    event loop (a notebook, or a caller inside another framework's loop): then on a thread of its
+    own, since a thread can run only one loop at a time."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="live-client") as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 class LiveClientError(AnimaticaError):
@@ -142,7 +156,7 @@ class LiveClient:
             raise ValueError(f"fps must be positive, got {fps}")
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
-        return asyncio.run(self._run(frames, on_frame, fps, max_in_flight, seconds))
+        return run_blocking(self._run(frames, on_frame, fps, max_in_flight, seconds))
 
     async def _run(
         self,
