@@ -1,10 +1,13 @@
-"""A real server for live tests: the app under uvicorn on a free local port, and an account on it."""
+"""For live tests: a real server (the app under uvicorn on a free local port, an account on it),
+and the portrait and camera frames they send it."""
 
+import io
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from animatica.settings import Settings
@@ -44,3 +47,27 @@ def access_token(base: str, username: str) -> str:
     account = {"username": username, "password": "correct horse"}
     assert httpx.post(f"{base}/api/v0/auth/signup", json=account).status_code == 201
     return str(httpx.post(f"{base}/api/v0/auth/login", json=account).json()["access_token"])
+
+
+def write_portrait(path: Path) -> Path:
+    """The astronaut photo (a clear frontal face) saved as PNG at ``path``."""
+    from PIL import Image
+    from skimage import data
+
+    Image.fromarray(data.astronaut()).save(path)
+    return path
+
+
+def camera_frames(shifts: tuple[int, ...]) -> list[bytes]:
+    """Camera JPEGs (256x256): the astronaut's face moved sideways by each of ``shifts`` pixels."""
+    import numpy as np
+    from PIL import Image
+    from skimage import data
+
+    picture = data.astronaut()[:320, 60:380]
+    frames = []
+    for shift in shifts:
+        buffer = io.BytesIO()
+        Image.fromarray(np.roll(picture, shift, axis=1)).resize((256, 256)).save(buffer, "JPEG", quality=90)
+        frames.append(buffer.getvalue())
+    return frames

@@ -8,11 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from PIL import Image
 from sqlalchemy import select
-from tests.live.serving import access_token, serve
+from tests.live.serving import access_token, camera_frames, serve, write_portrait
 
 from animatica.db.models import Job
 from animatica.live.client import LiveClient, LiveClientError, _paced, _Run, run_blocking
@@ -25,25 +24,13 @@ JSON_KEYS = {"engine", "fps", "delay_ms_p50", "delay_ms_p95", "dropped", "frames
 
 @pytest.fixture
 def face(tmp_path: Path) -> Path:
-    from skimage import data
-
-    path = tmp_path / "astronaut.png"
-    Image.fromarray(data.astronaut()).save(path)
-    return path
+    return write_portrait(tmp_path / "astronaut.png")
 
 
 @pytest.fixture
 def camera() -> list[bytes]:
     """The astronaut's face moved a little from frame to frame, as a camera's JPEGs."""
-    from skimage import data
-
-    picture = data.astronaut()[:320, 60:380]
-    frames = []
-    for shift in (0, 4, 8, 12, 8, 4):
-        buffer = io.BytesIO()
-        Image.fromarray(np.roll(picture, shift, axis=1)).resize((256, 256)).save(buffer, "JPEG", quality=90)
-        frames.append(buffer.getvalue())
-    return frames
+    return camera_frames((0, 4, 8, 12, 8, 4))
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from sqlalchemy import select
 from starlette.websockets import WebSocketDisconnect
+from tests.live.serving import camera_frames, write_portrait
 
 from animatica.db.models import LiveSession, LiveUsage
 from animatica.live.wire import pack_audio, pack_video, unpack_video
@@ -47,26 +48,13 @@ class FakeClock:
 
 @pytest.fixture
 def face(tmp_path: Path) -> Path:
-    from skimage import data
-
-    path = tmp_path / "astronaut.png"
-    Image.fromarray(data.astronaut()).save(path)
-    return path
+    return write_portrait(tmp_path / "astronaut.png")
 
 
 @pytest.fixture
 def camera() -> list[bytes]:
     """Camera frames: the astronaut's face, moved a little from frame to frame, as JPEG."""
-    from skimage import data
-
-    picture = data.astronaut()[:320, 60:380]
-    frames = []
-    for shift in (0, 6, 12):
-        moved = np.roll(picture, shift, axis=1)
-        buffer = io.BytesIO()
-        Image.fromarray(moved).resize((256, 256)).save(buffer, format="JPEG", quality=90)
-        frames.append(buffer.getvalue())
-    return frames
+    return camera_frames((0, 6, 12))
 
 
 @pytest.fixture
