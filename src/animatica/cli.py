@@ -130,6 +130,15 @@ def _liveportrait_options(
     return given
 
 
+def _vaegan_options(engine: str, strength: float, keep_detail: bool) -> dict[str, Any]:
+    """The vaegan engine's options; refused for another engine rather than ignored."""
+    if engine != "vaegan":
+        if strength != 1.0 or keep_detail:
+            raise AnimaticaError("--strength and --keep-detail are vaegan options (use --engine vaegan)")
+        return {}
+    return {"strength": strength, "keep_detail": keep_detail}
+
+
 @app.command()
 @user_errors
 def animate(
@@ -140,13 +149,15 @@ def animate(
     ],
     engine: Annotated[
         str,
-        typer.Option(help="auto (fomm with a checkpoint, else landmarks), fomm, landmarks or liveportrait."),
+        typer.Option(
+            help="auto (fomm with a checkpoint, else landmarks), fomm, landmarks, liveportrait or vaegan."
+        ),
     ] = "auto",
     checkpoint: Annotated[
         str | None,
         typer.Option(
-            help="FOMM checkpoint (a path or a shipped name), or the LivePortrait weight folder "
-            "(default for liveportrait: $ANIMATICA_HOME/checkpoints/liveportrait)."
+            help="FOMM or vaegan checkpoint (a path or a shipped name; vaegan: vaegan-demo by default), "
+            "or the LivePortrait weight folder (default: $ANIMATICA_HOME/checkpoints/liveportrait)."
         ),
     ] = None,
     config: Annotated[
@@ -177,6 +188,15 @@ def animate(
         bool,
         typer.Option(
             "--lip-retargeting", help="liveportrait: lip openness from the driving face's landmarks."
+        ),
+    ] = False,
+    strength: Annotated[
+        float, typer.Option(help="vaegan: scale of the driving clip's latent differences (1: as driven).")
+    ] = 1.0,
+    keep_detail: Annotated[
+        bool,
+        typer.Option(
+            "--keep-detail", help="vaegan: add the decoded change to the photo instead of the decoded face."
         ),
     ] = False,
     best_frame: Annotated[int | None, typer.Option(help="Measure motion from driving frame N.")] = None,
@@ -223,6 +243,7 @@ def animate(
     lp_options = _liveportrait_options(
         engine, region, stitching, driving_multiplier, eye_retargeting, lip_retargeting
     )
+    lp_options.update(_vaegan_options(engine, strength, keep_detail))
     settings = _settings(torch_threads=True)
     request = AnimationRequest(
         source=source, driving=driving, output=output, engine=engine, checkpoint=checkpoint, config=config,
@@ -255,7 +276,13 @@ def swap(
         Path | None,
         typer.Option(help="With --which reference: a photo of the person in the video to replace."),
     ] = None,
-    engine: Annotated[str, typer.Option(help="auto or faceswap (no model weights).")] = "auto",
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="auto, faceswap (no model weights) or faceswap-onnx (your own ONNX models, set in "
+            "ANIMATICA_SWAP_MODEL and ANIMATICA_SWAP_IDENTITY_MODEL; auto uses them when both are set)."
+        ),
+    ] = "auto",
     blend: Annotated[
         str, typer.Option(help="poisson (seamless, default) or feather (a soft edge only).")
     ] = "poisson",
@@ -273,7 +300,11 @@ def swap(
     batch_size: Annotated[int, typer.Option(help="Frames per chunk.")] = 8,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Put the face from FACE into VIDEO and write OUTPUT (the video's sound is kept)."""
+    """Put the face from FACE into VIDEO and write OUTPUT (the video's sound is kept).
+
+    The output is marked as generated: MP4 tags always, and an "AI-generated" label in a corner
+    unless ANIMATICA_SWAP_VISIBLE_WATERMARK=false.
+    """
     from animatica.media.limits import MediaLimits
     from animatica.swapping import SwapSettings, swap_request
 
@@ -285,10 +316,11 @@ def swap(
         keep_eyes=keep_eyes,
         keep_mouth=keep_mouth,
         smoothing=smoothing,
+        visible_watermark=settings.swap_visible_watermark,
     )
     request = swap_request(
         face, video, output, choice, reference=reference, limits=MediaLimits.from_settings(settings),
-        batch_size=batch_size,
+        batch_size=batch_size, model_files=settings.swap_model_files,
     )  # fmt: skip
     _run_and_report(request, quiet)
 
@@ -312,8 +344,10 @@ def evaluate_swap(
     from animatica.pipeline import animate as run
     from animatica.swapping import SwapSettings, swap_request
 
-    limits = MediaLimits.from_settings(_settings(torch_threads=True))
-    request = swap_request(face, video, output, SwapSettings(which=which, blend=blend), limits=limits)
+    settings = _settings(torch_threads=True)
+    limits = MediaLimits.from_settings(settings)
+    choice = SwapSettings(which=which, blend=blend, visible_watermark=settings.swap_visible_watermark)
+    request = swap_request(face, video, output, choice, limits=limits, model_files=settings.swap_model_files)
     result = run(request)
     report = swap_quality(
         read_image(face, limits),
@@ -519,6 +553,58 @@ def bench(
             typer.echo(f"{key}: {value}")
 
 
+@app.command()
+@user_errors
+def morph(
+    first: Annotated[Path, typer.Argument(help="Photo of the first face.")],
+    second: Annotated[Path, typer.Argument(help="Photo of the second face.")],
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="Output .mp4, or a folder (ending in /) for PNG frames.")
+    ],
+    checkpoint: Annotated[
+        str | None, typer.Option(help="vaegan checkpoint: a path or a name (default: vaegan-demo).")
+    ] = None,
+    frames: Annotated[int, typer.Option(help="Frames from the first face to the second.")] = 48,
+    fps: Annotated[float, typer.Option(help="Frame rate of the video.")] = 24.0,
+    method: Annotated[str, typer.Option(help="slerp (default) or linear interpolation.")] = "slerp",
+    size: Annotated[
+        int, typer.Option(help="Side of the written frames (the model's output is enlarged).")
+    ] = 256,
+    crop_face: Annotated[
+        bool | None,
+        typer.Option(
+            "--crop-face/--no-crop",
+            help="Crop each photo around its face (default: when it is larger than the model's input "
+            "and shows a face).",
+        ),
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto, fp32 or bf16.")] = "auto",
+) -> None:
+    """Morph the face in FIRST into the face in SECOND through the vaegan engine's latent space."""
+    from animatica.engines.vaegan import VaeganEngine
+    from animatica.media.limits import MediaLimits
+    from animatica.media.reader import read_image
+    from animatica.media.writer import check_writable, open_writer
+    from animatica.vaegan.morph import check_morph, enlarge, face_input, morph_frames
+
+    if not 16 <= size <= 2048:
+        raise AnimaticaError(f"--size must be between 16 and 2048, got {size}")
+    if not fps > 0:
+        raise AnimaticaError(f"--fps must be positive, got {fps}")
+    check_morph(frames, method)  # refused before anything is read
+    settings = _settings(torch_threads=True)
+    check_writable(output)
+    limits = MediaLimits.from_settings(settings)
+    engine = VaeganEngine.load(checkpoint, device, precision, checkpoints_dir=settings.checkpoints_dir)
+    side = engine.networks.config.size
+    faces = [face_input(read_image(Path(p), limits), side, crop_face) for p in (first, second)]
+    with open_writer(output, fps) as writer:
+        for frame in morph_frames(engine, faces[0], faces[1], frames, method):
+            writer.write(enlarge(frame, size))
+    typer.echo(f"wrote {output} ({frames} frames, {method})")
+
+
 @checkpoint_app.command("inspect")
 @user_errors
 def checkpoint_inspect(
@@ -603,12 +689,36 @@ def data_synth(
     frames: Annotated[int, typer.Option(help="Frames per clip.")] = 32,
     test_videos: Annotated[int | None, typer.Option(help="Test clips (default: a tenth).")] = None,
     workers: Annotated[int | None, typer.Option(help="Rendering processes (default: one per core).")] = None,
+    kind: Annotated[
+        str, typer.Option(help="objects: moving textured shapes; faces: talking faces with ground truth.")
+    ] = "objects",
+    people: Annotated[int, typer.Option(help="Faces: training people.")] = 100,
+    clips_per_person: Annotated[int, typer.Option(help="Faces: clips of each person.")] = 4,
+    test_people: Annotated[
+        int | None, typer.Option(help="Faces: held-out people (default: a tenth, at least 2).")
+    ] = None,
+    measure_detection: Annotated[
+        int, typer.Option(help="Faces: test frames to run the face detector on (0: skip).")
+    ] = 32,
 ) -> None:
-    """Write a procedural dataset of moving, deforming textured objects (no download needed)."""
-    from animatica.training.synth import synthesize
-
+    """Write a procedural dataset (no download needed): moving, deforming textured objects, or
+    synthetic talking faces with their parameters, landmarks and cross-identity ground truth."""
     processes = workers if workers is not None else os.cpu_count() or 1
-    path = synthesize(out, videos, seed, size=size, frames=frames, test_videos=test_videos, workers=processes)
+    if kind == "faces":
+        from animatica.training.faces import write_faces_dataset
+
+        path = write_faces_dataset(
+            out, people, clips_per_person, seed, size=size, frames=frames, test_people=test_people,
+            workers=processes, measure_detection=measure_detection,
+        )  # fmt: skip
+    elif kind == "objects":
+        from animatica.training.synth import synthesize
+
+        path = synthesize(
+            out, videos, seed, size=size, frames=frames, test_videos=test_videos, workers=processes
+        )
+    else:
+        raise AnimaticaError(f"Unknown --kind {kind!r}: use 'objects' or 'faces'.")
     typer.echo(f"wrote {path}")
 
 
@@ -628,15 +738,36 @@ def train(
         str, typer.Option(help="auto (bf16 with bf16 units; a resume keeps its own), fp32, bf16.")
     ] = "auto",
     seed: Annotated[int, typer.Option()] = 0,
+    max_minutes: Annotated[
+        float | None, typer.Option(help="Stop (with a resumable checkpoint) after this much wall time.")
+    ] = None,
 ) -> None:
-    """Train FOMM on a folder of videos, or resume; checkpoints are in the public format."""
-    from animatica.training.trainer import train as run_training
+    """Train FOMM (or a VAE+GAN: --config vaegan-64, vaegan-demo or a YAML with model: vaegan) on a
+    folder of videos, or resume; FOMM checkpoints are in the public format."""
+    from animatica.vaegan.checkpoint import is_vaegan_checkpoint
+    from animatica.vaegan.config import is_vaegan_config
 
     settings = _settings(torch_threads=True)
+    max_seconds = None if max_minutes is None else max_minutes * 60
+    resuming_vaegan = checkpoint is not None and is_vaegan_checkpoint(checkpoint, settings.checkpoints_dir)
+    if is_vaegan_config(config) if config is not None else resuming_vaegan:
+        from animatica.vaegan.training import train as train_vaegan
+
+        if epochs is not None:
+            raise AnimaticaError("a VAE+GAN trains to a number of --steps, not --epochs")
+        final = train_vaegan(
+            config, data, checkpoint=checkpoint, out_dir=out_dir, steps=steps, device=device, seed=seed,
+            batch_size=batch_size, progress_bar=sys.stderr.isatty(), precision=precision,
+            checkpoints_dir=settings.checkpoints_dir, vgg_weights=vgg_weights, max_seconds=max_seconds,
+        )  # fmt: skip
+        typer.echo(f"wrote {final}")
+        return
+    from animatica.training.trainer import train as run_training
+
     final = run_training(
         config, data, checkpoint=checkpoint, out_dir=out_dir, vgg_weights=vgg_weights, steps=steps,
         epochs=epochs, device=device, seed=seed, batch_size=batch_size, progress_bar=sys.stderr.isatty(),
-        precision=precision, checkpoints_dir=settings.checkpoints_dir,
+        precision=precision, checkpoints_dir=settings.checkpoints_dir, max_seconds=max_seconds,
     )  # fmt: skip
     typer.echo(f"wrote {final}")
 
@@ -644,17 +775,51 @@ def train(
 @app.command()
 @user_errors
 def evaluate(
-    checkpoint: Annotated[str, typer.Option(help="Checkpoint path or shipped name.")],
     data: Annotated[Path, typer.Option(help="Test clips (a dataset folder or its test/ folder).")],
+    checkpoint: Annotated[
+        str | None, typer.Option(help="Checkpoint path or shipped name (engines without weights need none).")
+    ] = None,
     config: Annotated[str | None, typer.Option(help="Config, when the checkpoint holds none.")] = None,
     json_out: Annotated[Path | None, typer.Option("--json-out", help="Write the JSON report here.")] = None,
     videos_out: Annotated[Path | None, typer.Option(help="Write a side-by-side video per clip here.")] = None,
     faces: Annotated[bool, typer.Option("--faces", help="Face metrics (landmarks, identity).")] = False,
     max_videos: Annotated[int | None, typer.Option(help="Evaluate at most this many clips.")] = None,
+    cross_identity: Annotated[
+        bool,
+        typer.Option(
+            "--cross-identity",
+            help="Animate each test person's photo with another person's clip and compare with the "
+            "rendered truth (a faces dataset from `data synth --kind faces`), for any engine.",
+        ),
+    ] = False,
+    engine: Annotated[
+        str, typer.Option(help="With --cross-identity: the engine to evaluate (fomm, landmarks, ...).")
+    ] = "fomm",
+    max_pairs: Annotated[
+        int | None, typer.Option(help="With --cross-identity: evaluate the first N pairs only.")
+    ] = None,
     device: Annotated[str, typer.Option()] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Reconstruction metrics (L1, AKD, MKR, AED) of a model beside the no-motion baseline."""
+    """Reconstruction metrics (L1, AKD, MKR, AED) of a model beside the no-motion baseline; with
+    --cross-identity, cross-identity metrics (L1, landmarks, identity, expression) of any engine beside
+    the copy-source and copy-driving baselines."""
+    if cross_identity:
+        if faces or max_videos is not None:
+            raise AnimaticaError(
+                "--faces and --max-videos are for reconstruction; --cross-identity always measures "
+                "faces, and --max-pairs limits the pairs"
+            )
+        _evaluate_cross_identity(data, engine, checkpoint, config, json_out, videos_out, max_pairs, device,
+                                 as_json)  # fmt: skip
+        return
+    if engine != "fomm" or max_pairs is not None:
+        raise AnimaticaError(
+            "reconstruction evaluation runs FOMM checkpoints; --engine and --max-pairs are for "
+            "--cross-identity"
+        )
+    if checkpoint is None:
+        raise AnimaticaError("--checkpoint is needed: a FOMM checkpoint path or shipped name (e.g. demo)")
     from animatica.training.evaluate import evaluate as run_evaluation
 
     settings = _settings(torch_threads=True)
@@ -670,6 +835,60 @@ def evaluate(
             typer.echo(f"{key}: {json.dumps(value)}")
     for warning in report["summary"]["warnings"]:
         typer.echo(f"warning: {warning}", err=True)
+
+
+# The figures `evaluate --cross-identity` prints, as (label, key for the engine).
+_CROSS_FIGURES = (
+    ("L1", "l1"),
+    ("landmark distance (% IOD)", "landmark_distance"),
+    ("no face", "no_face_rate"),
+    ("identity distance", "identity_distance"),
+    ("expression correlation", "expression_correlation"),
+)
+
+
+def _evaluate_cross_identity(
+    data: Path,
+    engine: str,
+    checkpoint: str | None,
+    config: str | None,
+    json_out: Path | None,
+    videos_out: Path | None,
+    max_pairs: int | None,
+    device: str,
+    as_json: bool,
+) -> None:
+    from animatica.engines import choose_engine
+    from animatica.pipeline import AnimationRequest, load_request_engine
+    from animatica.training.cross_identity import evaluate_cross_identity, read_cross_dataset
+
+    name = choose_engine(engine, checkpoint, kind="animation")
+    read_cross_dataset(data)  # a folder without pairs is said before an engine loads
+    settings = _settings(torch_threads=True)
+    request = AnimationRequest(
+        source=Path(""), driving=Path(""), output="", engine=name, checkpoint=checkpoint,
+        config=config, device=device, checkpoints_dir=settings.checkpoints_dir,
+    )  # fmt: skip
+    _, loaded = load_request_engine(request)
+    progress = (
+        (lambda done, total: typer.echo(f"pair {done}/{total}", err=True)) if sys.stderr.isatty() else None
+    )
+    report = evaluate_cross_identity(
+        loaded, data, checkpoint=checkpoint, json_out=json_out, videos_out=videos_out, max_pairs=max_pairs,
+        on_progress=progress,
+    )  # fmt: skip
+    if as_json:
+        typer.echo(json.dumps(report))
+        return
+    typer.echo(f"{report['engine']} on {report['pairs']} pairs, {report['frames']} frames ({report['data']})")
+    typer.echo(f"{'':28}{'engine':>10}{'copy source':>13}{'copy driving':>14}")
+    for label, key in _CROSS_FIGURES:
+        values = [report[p + key] for p in ("", "baseline_source_", "baseline_driving_")]
+        cells = [f"{v:.3f}" if v is not None else "-" for v in values]
+        typer.echo(f"{label:28}{cells[0]:>10}{cells[1]:>13}{cells[2]:>14}")
+    typer.echo(f"l1_ratio (vs the better baseline): {report['l1_ratio']:.3f}")
+    for failed in report["failed_pairs"]:
+        typer.echo(f"warning: pair {failed['pair']} left out: {failed['error']}", err=True)
 
 
 @app.command()
@@ -773,6 +992,13 @@ def users_disable(
 
     disable_user(username, disabled=not enable)
     typer.echo(f"{username}: {'enabled' if enable else 'disabled'}")
+
+
+# Picture creation lives in its own module (it needs the cli helpers above, hence the late import).
+from animatica.cli_images import image_app, models_app  # noqa: E402
+
+app.add_typer(image_app, name="image")
+app.add_typer(models_app, name="models")
 
 
 def main() -> None:

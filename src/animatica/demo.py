@@ -1,9 +1,14 @@
 """Demo inputs made on the spot, so that the demo needs no download and ships no third-party media.
 
 The source is the astronaut portrait that scikit-image ships inside its wheel (Eileen Collins,
-a NASA photo in the public domain). The driving video is that same photo with its head region
-gently nodding, turning and tilting, plus a generated voice-like hum, so that every stage of
-the pipeline — motion transfer, frame rate, sound — is exercised by ``make run``.
+a NASA photo in the public domain). The demo's driving video is someone else: a synthetic face
+(``animatica.training.faces``) that talks in time with a generated voice-like hum, blinks and
+turns its head a little, because carrying one person's expressions onto another's photo is what
+Animatica is for; every stage of the pipeline — face tracking, motion transfer, frame rate,
+sound — is exercised by ``make run``.
+
+``demo_driving_frames`` (the photo itself gently nodding, turning and tilting) stays as a
+self-contained moving real face for tests and benchmarks.
 """
 
 from __future__ import annotations
@@ -137,6 +142,65 @@ def demo_voice(seconds: float) -> np.ndarray:
     return 0.3 * signal / max(1e-9, float(np.abs(signal).max()))
 
 
+def _syllables(t: np.ndarray) -> np.ndarray:
+    """The voice's loudness envelope in [0, 1] (``demo_voice``'s syllables and rests)."""
+    syllable = np.clip(np.sin(2 * np.pi * 4.0 * t), 0.0, None) ** 2
+    rests = 0.5 + 0.5 * np.cos(2 * np.pi * 0.5 * t)
+    return syllable * rests
+
+
+def talking_face_motion(seconds: float = 4.0, fps: int = 25) -> list[dict[str, float]]:
+    """Expression and pose of the demo's talking face, one dict per frame (``faces.MOTION`` names).
+
+    The mouth opens with the hum's syllables, the eyes blink twice, the brows lift on the loud
+    phrases, and the head turns, nods and tilts a few degrees; every value starts at zero, so the
+    first frame is neutral and frontal like the photo it drives.
+    """
+    if seconds <= 0 or fps <= 0:
+        raise ValueError(f"need seconds > 0 and fps > 0, got {seconds}, {fps}")
+    t = np.arange(max(1, round(seconds * fps))) / fps
+    phase = 2 * np.pi * t / seconds
+    blink = sum(np.exp(-(((t - c) / 0.07) ** 2)) for c in (1.15, 3.05))
+    motion = {
+        "mouth_open": 0.85 * _syllables(t),
+        "smile": 0.25 * np.sin(phase / 2) ** 2,
+        "blink": np.clip(blink, 0, 1),
+        "brows": 0.5 * np.sin(phase) * np.sin(phase / 2) ** 2,
+        "yaw": 10.0 * np.sin(phase),
+        "pitch": 5.0 * np.sin(2 * phase) * np.sin(phase / 2) ** 2,
+        "roll": 4.0 * np.sin(phase) * np.sin(phase / 2),
+    }
+    return [{name: round(float(values[i]), 6) for name, values in motion.items()} for i in range(len(t))]
+
+
+# The demo's talking person: mid-range proportions, short dark hair, brown eyes; plain backdrop.
+_TALKER = {
+    "face_width": 0.98, "face_length": 1.0, "jaw_width": 0.8, "jaw_round": 2.6, "skin_tone": 0.35,
+    "skin_warmth": 0.6, "hair_style": 0.0, "hair_volume": 0.12, "hairline": 0.08, "eye_spacing": 0.485,
+    "eye_size": 1.0, "eye_open": 1.0, "eye_tilt": 0.01, "brow_height": 0.0, "brow_thickness": 0.07,
+    "brow_arch": 0.03, "nose_length": 1.0, "nose_width": 1.0, "nose_depth": 1.0, "mouth_width": 1.0,
+    "lip_upper": 0.085, "lip_lower": 0.11, "lip_red": 0.5, "ear_size": 1.0, "hair_r": 0.2, "hair_g": 0.13,
+    "hair_b": 0.08, "iris_r": 0.3, "iris_g": 0.18, "iris_b": 0.08,
+}  # fmt: skip
+_TALKER_SCENE = {
+    "background": 1.0, "background_angle": 1.2, "background_seed": 0.0, "light_angle": -2.0,
+    "light_strength": 0.4, "scale": 1.0, "shift_x": 0.0, "shift_y": 0.0, "collar": 0.0,
+    "background_1_r": 0.55, "background_1_g": 0.62, "background_1_b": 0.7, "background_2_r": 0.3,
+    "background_2_g": 0.36, "background_2_b": 0.45, "shirt_r": 0.2, "shirt_g": 0.3, "shirt_b": 0.5,
+}  # fmt: skip
+
+
+def talking_face_frames(seconds: float = 4.0, fps: int = 25, size: int = 256) -> Iterator[np.ndarray]:
+    """The synthetic talking face, ``(size, size, 3)`` uint8 frames, deterministic."""
+    if size not in (64, 128, 256):
+        raise ValueError(f"the talking face is rendered at 64, 128 or 256 px, not {size}")
+    from animatica.training.faces.render import background, render_frame
+
+    backdrop = background(_TALKER_SCENE, size)
+    for frame in talking_face_motion(seconds, fps):
+        yield render_frame(_TALKER, _TALKER_SCENE, frame, size, backdrop)[0]
+
+
 def _write_wav(path: Path, samples: np.ndarray) -> None:
     pcm = np.round(np.clip(samples, -1.0, 1.0) * 32767).astype("<i2")
     with wave.open(str(path), "wb") as handle:
@@ -147,14 +211,22 @@ def _write_wav(path: Path, samples: np.ndarray) -> None:
 
 
 def write_demo_driving(path: Path, seconds: float = 4.0, fps: int = 25, size: int = 256) -> Path:
-    """Write the demo driving video (H.264 MP4 with AAC sound) to ``path`` and return it.
+    """Write the photo's own moving clip (H.264 MP4 with AAC sound) to ``path`` and return it.
 
     The frames are ``demo_driving_frames`` and the sound ``demo_voice``, both deterministic.
     The file appears atomically.
     """
+    return _write_clip(path, demo_driving_frames(seconds, fps, size), seconds, fps)
+
+
+def write_talking_face(path: Path, seconds: float = 4.0, fps: int = 25, size: int = 256) -> Path:
+    """Write the synthetic talking face with its hum (H.264 MP4 with AAC sound) to ``path``."""
+    return _write_clip(path, talking_face_frames(seconds, fps, size), seconds, fps)
+
+
+def _write_clip(path: Path, frames: Iterator[np.ndarray], seconds: float, fps: int) -> Path:
     path = Path(path)
-    frames = demo_driving_frames(seconds, fps, size)  # validates the arguments before any file exists
-    first = next(frames)
+    first = next(frames)  # validates the arguments before any file exists
     with tempfile.TemporaryDirectory(prefix="animatica-demo-") as scratch:
         sound = Path(scratch) / "voice.wav"
         _write_wav(sound, demo_voice(seconds))
@@ -166,7 +238,8 @@ def write_demo_driving(path: Path, seconds: float = 4.0, fps: int = 25, size: in
 
 
 def write_demo_inputs(folder: Path) -> tuple[Path, Path]:
-    """Make sure ``folder`` holds ``source.png`` and ``driving.mp4``; existing files are reused."""
+    """Make sure ``folder`` holds ``source.png`` (the astronaut) and ``driving.mp4`` (the talking
+    face); existing files are reused."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     source = folder / "source.png"
@@ -179,5 +252,5 @@ def write_demo_inputs(folder: Path) -> tuple[Path, Path]:
             partial.unlink(missing_ok=True)
     driving = folder / "driving.mp4"
     if not driving.is_file():
-        write_demo_driving(driving)
+        write_talking_face(driving)
     return source, driving

@@ -64,7 +64,8 @@ class AnimationRequest:
     best_frame: int | None = None
     find_best_frame: bool = False
     # Crop both inputs around the face; None: as the engine wants (on for liveportrait, whose
-    # networks expect its portrait framing, off for the others).
+    # networks expect its portrait framing; for vaegan, on when the photo is larger than its
+    # input and shows a face; off for the others).
     crop_face: bool | None = None
     # Put the animated face crop back into the full source photo (engines with a square frame
     # size); None: on when cropping for liveportrait. See ``face.portrait_crop``.
@@ -86,6 +87,11 @@ class AnimationRequest:
     limits: MediaLimits = field(default_factory=MediaLimits)
     # Where a bare checkpoint name is looked up besides the shipped ones (the caller's settings).
     checkpoints_dir: Path | None = None
+    # Tags of the output (MP4 container tags, or each PNG frame's text), e.g. that it is synthetic.
+    metadata: dict[str, str] = field(default_factory=dict)
+    # A label stamped into a corner of every output frame (``media.watermark``), or None. Drawn
+    # per frame, so a segment's frames are those of the whole run.
+    visible_mark: str | None = None
 
 
 @dataclass
@@ -204,6 +210,13 @@ def _engine_options(request: AnimationRequest, name: str) -> dict[str, Any]:
             adapt_scale=request.adapt_scale,
             checkpoints_dir=request.checkpoints_dir,
         )
+    elif name == "vaegan":  # its strength and keep_detail come in engine_options
+        options.update(
+            device=request.device,
+            checkpoint=request.checkpoint,
+            precision=request.precision,
+            checkpoints_dir=request.checkpoints_dir,
+        )
     elif name == "liveportrait":  # its motion switches (region, stitching, …) come in engine_options
         options.update(
             device=request.device,
@@ -217,8 +230,23 @@ def _engine_options(request: AnimationRequest, name: str) -> dict[str, Any]:
     return options
 
 
-# Engines whose inputs are framed the way LivePortrait frames them (``face.portrait_crop``).
-_PORTRAIT_ENGINES = frozenset({"liveportrait"})
+# Engines whose inputs are framed from face landmarks (``face.portrait_crop.framings``).
+_PORTRAIT_ENGINES = frozenset({"liveportrait", "vaegan"})
+
+
+# Engines that crop a face out of a larger photo and paste it back by default, where one is found
+# (a picture no larger than the model's input is taken as the face crop it already is).
+_FACE_CROP_ENGINES = frozenset({"vaegan"})
+
+
+def _face_crop_helps(request: AnimationRequest, engine: Engine) -> bool:
+    """Whether the source photo is larger than the engine's input and shows a face."""
+    from animatica.face.analyzer import get_analyzer
+
+    image = read_image(request.source, request.limits)
+    if engine.frame_size is None or max(image.shape[:2]) <= max(engine.frame_size):
+        return False
+    return bool(get_analyzer().detect(image, thorough=True))
 
 
 def _resolved(request: AnimationRequest, engine: Engine) -> AnimationRequest:
@@ -227,6 +255,9 @@ def _resolved(request: AnimationRequest, engine: Engine) -> AnimationRequest:
 
     portrait = engine.name in _PORTRAIT_ENGINES
     paste = request.paste_back
+    if request.crop_face is None and paste is None and engine.name in _FACE_CROP_ENGINES:
+        crop = paste = _face_crop_helps(request, engine)
+        return replace(request, crop_face=crop, paste_back=paste)
     crop = (portrait or bool(paste)) if request.crop_face is None else request.crop_face
     if paste is None:
         paste = crop and portrait
@@ -250,6 +281,9 @@ def _face_track(request: AnimationRequest, engine: Engine, info: MediaInfo) -> n
     """Smoothed face crop boxes for every driving frame (one pass over the whole video), if asked."""
     if not request.crop_face:
         return None
+    model_side = max(engine.frame_size) if engine.frame_size is not None else 0
+    if engine.name in _FACE_CROP_ENGINES and max(info.width or 0, info.height or 0) <= model_side:
+        return None  # a driving clip no larger than the model's input is already a face crop
     if engine.name in _PORTRAIT_ENGINES:
         from animatica.face.portrait_crop import framings, track_windows
 
@@ -372,12 +406,13 @@ def _file_digest(path: Path, digest: Any) -> None:
 def _prepared_key(request: AnimationRequest, name: str) -> str:
     """What a prepared state depends on: the engine, its options, the framing and both inputs.
 
-    Where the weights sit on a worker (``checkpoint``, ``checkpoints_dir``), the device and the
-    precision are left out: workers differ in those and the engine checks its own (see
-    ``Engine.state_from_dict``). ``source_name`` only words messages.
+    Where the weights sit on a worker (``checkpoint``, ``checkpoints_dir``, the ONNX swap models),
+    the threads, the device and the precision are left out: workers differ in those and the
+    engine checks its own (see ``Engine.state_from_dict``). ``source_name`` only words messages.
     """
     options = _engine_options(request, name)
-    for local in ("source_name", "checkpoint", "checkpoints_dir", "config", "device", "precision"):
+    local_options = ("source_name", "checkpoint", "checkpoints_dir", "config", "device", "precision")
+    for local in (*local_options, "swap_model", "identity_model", "threads"):
         options.pop(local, None)
     digest = hashlib.sha256()
     described = {"engine": name, "options": options, "crop_face": request.crop_face, "fit": request.fit}
@@ -408,6 +443,16 @@ def _load(request: AnimationRequest) -> tuple[str, Engine]:
     return name, load_engine(name, **_engine_options(request, name))
 
 
+def load_request_engine(request: AnimationRequest) -> tuple[str, Engine]:
+    """The engine ``request`` would animate with, loaded with its options, and its concrete name.
+
+    For callers that drive an engine themselves (an evaluation) but must run it exactly as an
+    animation would; only the engine fields of the request (engine, checkpoint, config, device,
+    precision, motion options, checkpoints folder, engine options) are read.
+    """
+    return _load(request)
+
+
 def _prepare(
     request: AnimationRequest, engine: Engine, info: MediaInfo, report: Callable[[Progress], None]
 ) -> _Setup:
@@ -418,8 +463,14 @@ def _prepare(
     initial = _frame_at(
         _frames(request, engine, info, boxes, initial_index), Path(request.driving), initial_index
     )
+    state = engine.prepare(source, initial)
+    # An engine that can tell up front that a video gives it nothing to do (a face swap on a video
+    # without a face) says so here, once per job, before any frame is rendered or written.
+    check_driving = getattr(engine, "check_driving", None)
+    if check_driving is not None:
+        check_driving(_driving(request, info), info.fps)
     report(Progress("prepare", 0, info.frame_count, 0.0, None))
-    return _Setup(engine, engine.prepare(source, initial), initial_index, boxes, window=window, paste=paste)
+    return _Setup(engine, state, initial_index, boxes, window=window, paste=paste)
 
 
 def _from_prepared(
@@ -530,6 +581,10 @@ def _animated(
         animated = engine.animate(state, chunk)
         if setup.paste is not None:
             animated = setup.paste.frames(animated)
+        if request.visible_mark:
+            from animatica.media.watermark import stamp
+
+            animated = stamp(animated, request.visible_mark)
         setup.done += len(animated)
         yield animated
         elapsed = time.perf_counter() - animate_started
@@ -593,7 +648,7 @@ def _animate(
     setup = _start(request, driving_info, report, prepared)
     fps = driving_info.frame_rate or Fraction(25)  # exact, e.g. 30000/1001; frame folders get 25
     audio = Path(request.driving) if driving_info.has_audio and request.keep_audio else None
-    with open_writer(output, fps, audio_from=audio) as writer:
+    with open_writer(output, fps, audio_from=audio, metadata=request.metadata) as writer:
         for chunk in _animated(request, driving_info, setup, report, should_cancel or (lambda: False)):
             writer.write_chunk(chunk)
 

@@ -9,10 +9,13 @@ import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from animatica.face.onnx_swap import SwapModelFiles
 
 
 def _default_home() -> Path:
@@ -76,10 +79,29 @@ class Settings(BaseSettings):
         default=None,
         description="Config of that checkpoint (YAML path or built-in name); None: the one it stores.",
     )
+    swap_visible_watermark: bool = Field(
+        default=True,
+        description="Stamp a small 'AI-generated' label into a corner of every face-swap frame (the "
+        "command and the service); the MP4's 'generated' tags are written whatever this says.",
+    )
     liveportrait_checkpoint: str = Field(
         default="liveportrait",
         description="LivePortrait weight folder of service jobs: a folder name under the home folder's "
         "checkpoints/ or a path; empty turns the liveportrait engine off.",
+    )
+    vaegan_checkpoint: str = Field(
+        default="vaegan-demo",
+        description="VAE+GAN checkpoint of service jobs: a name (shipped, or a file in the home folder's "
+        "checkpoints/) or a path; empty turns the vaegan engine off.",
+    )
+    swap_model: str = Field(
+        default="",
+        description="Path of your own ONNX face swapper (inswapper_128 kind) for the faceswap-onnx engine; "
+        "with swap_identity_model set too, face swaps use it by default.",
+    )
+    swap_identity_model: str = Field(
+        default="",
+        description="Path of the ONNX face recogniser (ArcFace w600k kind) that feeds swap_model.",
     )
     # --- service: worker and retention ---
     worker_enabled: bool = True
@@ -204,6 +226,32 @@ class Settings(BaseSettings):
     live_sessions_per_user: int = Field(
         default=1, ge=1, description="Live (webcam) sessions one user may have open at once."
     )
+    # --- picture creation: the operator's own weights (nothing is downloaded); empty: not configured ---
+    diffusion_model: str = Field(
+        default="",
+        description="Stable Diffusion weights: a diffusers folder, or a .safetensors file with its config "
+        "folder beside it (same name without the extension).",
+    )
+    inpaint_model: str = Field(default="", description="An inpainting model (9-channel UNet), same forms.")
+    upscale_model: str = Field(
+        default="", description="The x4 upscaler (stable-diffusion-x4-upscaler layout); unset: a resampler."
+    )
+    controlnet_models: dict[str, str] = Field(
+        default_factory=dict,
+        description='Condition -> ControlNet folder or file, as JSON: {"face": "/m/cn-face", "pose": …}.',
+    )
+    lora_dir: str = Field(default="", description="Folder of LoRA .safetensors files users may pick.")
+    caption_model: str = Field(default="", description="Captioning model folder (BLIP-style, transformers).")
+    prompt_llm: str = Field(default="", description="Local LLM folder that rewrites prompts (transformers).")
+    vgg_weights: str = Field(
+        default="", description="torchvision-format VGG16/19 weights for style transfer."
+    )
+    prompt_blocklist: str = Field(default="", description="File of refused prompt words, one a line.")
+    safety_checker: str = Field(default="", description="Safety-checker model folder run on every picture.")
+    image_attention_slicing: bool = Field(
+        default=False, description="Attention in slices: less memory, a little slower."
+    )
+    image_vae_tiling: bool = Field(default=False, description="Decode large pictures tile by tile.")
 
     @field_validator(
         "rate_limit_login",
@@ -256,6 +304,13 @@ class Settings(BaseSettings):
         finally:
             tmp.unlink()
         return key
+
+    @property
+    def swap_model_files(self) -> "SwapModelFiles":
+        """The operator's ONNX face-swap models (either may be empty: not configured)."""
+        from animatica.face.onnx_swap import SwapModelFiles
+
+        return SwapModelFiles(self.swap_model, self.swap_identity_model)
 
     @property
     def checkpoints_dir(self) -> Path:

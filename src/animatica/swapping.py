@@ -8,16 +8,33 @@ request. Everything an engine needs goes into its options as plain data, checked
 any frame is read: the face choice, the reference person's identity (an embedding computed
 from the reference photo, so the job never carries that photo), the video's frame rate (what
 the landmark smoothing is tuned to).
+
+Every swap says that it is synthetic, wherever it runs: its MP4 carries ``SWAP_METADATA`` as
+container tags (``comment`` and ``description``; a frame folder carries them as PNG text), with
+no way to turn that off, and unless the operator turns it off (``ANIMATICA_SWAP_VISIBLE_WATERMARK``)
+every frame carries ``VISIBLE_MARK`` in a corner.
 """
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from animatica.engines import choose_engine
+from animatica.engines import DEFAULT_SWAP_ENGINE, ONNX_SWAP_ENGINE, choose_engine
 from animatica.errors import AnimaticaError
 from animatica.media.limits import MediaLimits
 from animatica.pipeline import AnimationRequest
+
+if TYPE_CHECKING:
+    from animatica.face.onnx_swap import SwapModelFiles
+
+SYNTHETIC_NOTE = "Generated with Animatica face swap — synthetic media"
+SWAP_METADATA: dict[str, str] = {"comment": SYNTHETIC_NOTE, "description": SYNTHETIC_NOTE}
+VISIBLE_MARK = "AI-generated"
+
+
+def watermarks(visible: bool) -> dict[str, Any]:
+    """The `AnimationRequest` fields that mark a swap's output as generated (the tags always)."""
+    return {"metadata": dict(SWAP_METADATA), "visible_mark": VISIBLE_MARK if visible else None}
 
 
 @dataclass(frozen=True)
@@ -31,12 +48,23 @@ class SwapSettings:
     keep_mouth: bool = True
     smoothing: float = 0.5
     reference_threshold: float = 0.6
+    visible_watermark: bool = True  # the operator's ANIMATICA_SWAP_VISIBLE_WATERMARK
 
 
 def swap_options(
-    settings: SwapSettings, *, reference: Path | None, fps: float | None, limits: MediaLimits
+    settings: SwapSettings,
+    *,
+    reference: Path | None,
+    fps: float | None,
+    limits: MediaLimits,
+    engine: str | None = None,
 ) -> dict[str, Any]:
-    """The swap engine's options (plain data) for ``settings``; the reference photo is read here."""
+    """The swap engine's options (plain data) for ``settings``; the reference photo is read here.
+
+    ``engine`` is the concrete engine they are for (None: the one ``settings.engine`` names, with
+    no ONNX models): the blend and what to keep of the video's face are the weights-free engine's
+    own, a model paints the whole face itself.
+    """
     from animatica.face.analyzer import get_analyzer
     from animatica.face.tracks import FaceChoice, reference_embedding
     from animatica.media.reader import read_image
@@ -48,12 +76,11 @@ def swap_options(
         raise AnimaticaError("--reference is for --which reference; leave it out or add --which reference.")
     options: dict[str, Any] = {
         "which": str(choice),
-        "blend": settings.blend,
-        "keep_eyes": settings.keep_eyes,
-        "keep_mouth": settings.keep_mouth,
         "smoothing": settings.smoothing,
         "reference_threshold": settings.reference_threshold,
     }
+    if (engine or choose_engine(settings.engine, None, kind="swap")) == DEFAULT_SWAP_ENGINE:
+        options.update(blend=settings.blend, keep_eyes=settings.keep_eyes, keep_mouth=settings.keep_mouth)
     if fps:
         options["fps"] = float(fps)
     if reference is not None:
@@ -73,14 +100,22 @@ def swap_request(
     limits: MediaLimits | None = None,
     batch_size: int = 8,
     max_frames: int | None = None,
+    model_files: "SwapModelFiles | None" = None,
 ) -> AnimationRequest:
-    """The pipeline request that puts the face of the photo ``face`` into ``video``."""
+    """The pipeline request that puts the face of the photo ``face`` into ``video``.
+
+    ``model_files`` are the operator's ONNX swap models (settings ``swap_model`` and
+    ``swap_identity_model``): with both, ``auto`` is the ``faceswap-onnx`` engine that runs them.
+    """
     from animatica.media.probe import probe, require_video
 
     limits = limits or MediaLimits()
-    engine = choose_engine(settings.engine, None, kind="swap")
+    models = model_files.configured if model_files is not None else False
+    engine = choose_engine(settings.engine, ONNX_SWAP_ENGINE if models else None, kind="swap")
     info = require_video(probe(Path(video), limits))
-    options = swap_options(settings, reference=reference, fps=info.fps, limits=limits)
+    options = swap_options(settings, reference=reference, fps=info.fps, limits=limits, engine=engine)
+    if engine == ONNX_SWAP_ENGINE and model_files is not None:
+        options.update(model_files.engine_options())  # where the files are: this machine's, not the job's
     # Checked now rather than on the first frame: a wrong option must cost nothing.
     from animatica.engines import load_engine
 
@@ -94,4 +129,5 @@ def swap_request(
         engine_options=options,
         limits=limits,
         max_frames=max_frames,
+        **watermarks(settings.visible_watermark),
     )

@@ -2,16 +2,17 @@
 
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 from PIL import Image
-from tests.cli.test_cli import assert_one_line_error, run
+from tests.cli.test_cli import assert_one_line_error, assert_one_line_error_in_process, invoke, run
 from tests.face.swap_faces import other_person
 
 from animatica.errors import AnimaticaError
 from animatica.media.probe import probe
 from animatica.media.reader import iter_frames
-from animatica.swapping import SwapSettings, swap_request
+from animatica.swapping import SYNTHETIC_NOTE, SwapSettings, swap_request
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +41,44 @@ def test_swap_writes_the_clip_with_the_new_face_and_its_sound(inputs, tmp_path, 
         face = np.abs(a[50:110, 70:125].astype(int) - b[50:110, 70:125]).mean()
         corner = np.abs(a[:30, :30].astype(int) - b[:30, :30]).mean()  # wall: only coding noise
         assert face > 4 * corner and face > 4, (face, corner)
+        mark = np.abs(a[-20:, -64:].astype(int) - b[-20:, -64:]).mean()
+        assert mark > 20, "the visible 'AI-generated' mark is in the bottom-right corner"
+    with av.open(str(out)) as container:
+        assert container.metadata["comment"] == container.metadata["description"] == SYNTHETIC_NOTE
+
+
+@pytest.mark.slow
+def test_the_operator_can_leave_out_the_visible_mark_but_not_the_tags(inputs, tmp_path) -> None:
+    photo, clip = inputs
+    frames = tmp_path / "frames"
+    result = invoke(
+        "swap", "--face", str(photo), "--video", str(clip), "-o", f"{frames}/", "-q",
+        settings={"ANIMATICA_SWAP_VISIBLE_WATERMARK": "false"},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    pngs = sorted(frames.glob("*.png"))
+    before = list(iter_frames(clip))
+    assert len(pngs) == len(before) == 10
+    for png, original in zip(pngs, before, strict=True):
+        with Image.open(png) as picture:
+            assert picture.text["Comment"] == SYNTHETIC_NOTE  # PNG frames carry the tags as text
+            pixels = np.asarray(picture.convert("RGB"))
+        assert np.array_equal(pixels[-20:, -64:], original[-20:, -64:]), "no visible mark"
+
+
+@pytest.mark.slow
+def test_a_video_without_any_face_is_refused_and_nothing_is_written(inputs, tmp_path) -> None:
+    from animatica.media.writer import open_writer
+
+    photo, _clip = inputs
+    wall = tmp_path / "wall.mp4"
+    with open_writer(wall, 10) as writer:
+        for shade in range(20):
+            writer.write(np.full((96, 96, 3), 80 + 4 * shade, np.uint8))
+    out = tmp_path / "out.mp4"
+    result = invoke("swap", "--face", str(photo), "--video", str(wall), "-o", str(out), "-q")
+    assert_one_line_error_in_process(result, "No face was found anywhere in the video")
+    assert list(tmp_path.iterdir()) == [wall]  # no output, no temporary file
 
 
 def test_bad_swap_requests_are_one_line_errors(inputs, tmp_path, animatica_home) -> None:

@@ -55,7 +55,7 @@ def roundtrip(engine: FaceSwapEngine, state):
 
 def test_faceswap_is_a_swap_engine_kept_out_of_animation_lists() -> None:
     assert ENGINES["faceswap"].kind == "swap"
-    assert SWAP_ENGINES == ("faceswap",)
+    assert SWAP_ENGINES == ("faceswap", "faceswap-onnx")
     assert "faceswap" not in ANIMATION_ENGINES and "faceswap" not in REQUESTABLE
     assert choose_engine("auto", None, kind="swap") == "faceswap"
     assert choose_engine("faceswap", None) == "faceswap"  # the pipeline runs what it is given

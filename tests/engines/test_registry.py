@@ -7,8 +7,8 @@ from animatica.errors import AnimaticaError
 
 
 def test_every_engine_is_listed_once_with_its_loader() -> None:
-    assert list(ENGINES) == ["landmarks", "fomm", "liveportrait", "faceswap"]
-    assert REQUESTABLE == ("landmarks", "fomm", "liveportrait", AUTO)  # what an animation may name
+    assert list(ENGINES) == ["landmarks", "fomm", "liveportrait", "vaegan", "faceswap", "faceswap-onnx"]
+    assert REQUESTABLE == ("landmarks", "fomm", "liveportrait", "vaegan", AUTO)  # what an animation may name
     assert all(callable(loader) for loader in ENGINES.values())
 
 
@@ -22,7 +22,7 @@ def test_auto_is_fomm_exactly_when_weights_are_given() -> None:
 
 def test_unknown_names_are_refused_and_loading_wants_a_concrete_engine() -> None:
     with pytest.raises(
-        AnimaticaError, match="Unknown engine 'magic'; use one of landmarks, fomm, liveportrait, auto"
+        AnimaticaError, match="Unknown engine 'magic'; use one of landmarks, fomm, liveportrait, vaegan, auto"
     ):
         choose_engine("magic", None)
     with pytest.raises(ValueError, match="no engine named 'auto'"):

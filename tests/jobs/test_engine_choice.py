@@ -65,6 +65,7 @@ def test_auto_and_fomm_become_concrete_engines(tmp_path: Path, tiny_fomm_checkpo
         ("landmarks", True),
         ("fomm", False),
         ("liveportrait", False),  # no weights in this home
+        ("vaegan", True),  # the shipped vaegan-demo model
     ]
 
 
@@ -138,6 +139,7 @@ def test_api_accepts_fomm_when_weights_resolve(
         "landmarks": True,
         "fomm": True,
         "liveportrait": False,
+        "vaegan": True,
     }
     for asked in ("fomm", "auto"):
         job = api.submit(client, tokens, media["image"], media["video"], engine=asked)

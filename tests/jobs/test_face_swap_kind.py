@@ -17,6 +17,7 @@ from tests.face.swap_faces import astronaut_face, other_person
 from animatica.errors import AnimaticaError
 from animatica.jobs import face_swap, kinds
 from animatica.settings import Settings
+from animatica.swapping import SWAP_METADATA, SYNTHETIC_NOTE
 
 SIDE = 128
 
@@ -59,6 +60,18 @@ def test_the_request_runs_the_swap_engine_with_the_rows_options(
     fields = kind.request(settings, execution)
     assert fields["engine"] == "faceswap" and fields["max_frames"] == 9 and fields["batch_size"] == 3
     assert fields["engine_options"] == {"which": "index:0", "blend": "feather", "fps": 8.0}
+    assert fields["metadata"] == SWAP_METADATA and fields["visible_mark"] == "AI-generated"
+    # The consent record and the mark's choice are the server's, never the engine's options.
+    recorded = {
+        **row,
+        "consent": {"user_id": 1, "at": "2026-01-01T00:00:00+00:00"},
+        "visible_watermark": False,
+    }
+    fields = kind.request(
+        settings, face_swap.execution(inputs["source"], inputs["driving"], tmp_path, "", recorded)
+    )
+    assert fields["engine_options"] == {"which": "index:0", "blend": "feather", "fps": 8.0}
+    assert fields["metadata"] == SWAP_METADATA and fields["visible_mark"] is None
     with pytest.raises(AnimaticaError, match="Unknown blend 'paste'"):
         kind.request(
             settings,
@@ -124,7 +137,21 @@ def test_segments_joined_in_order_give_the_whole_runs_frames(inputs: dict[str, P
     # Each segment is its own H.264 encode and starts its face tracking afresh at its seam (from
     # the plan's prepared photo): close frames, not bit-equal ones.
     assert max(np.abs(a.astype(int) - b.astype(int)).mean() for a, b in zip(got, expected, strict=True)) < 3
+    # Both say they are synthetic: the whole run's writer and the join set the same tags, and
+    # every frame carries the visible mark, stamped per frame wherever it was rendered.
+    for video in (whole, joined):
+        with av.open(str(video)) as container:
+            assert (
+                container.metadata.get("comment") == container.metadata.get("description") == SYNTHETIC_NOTE
+            )
     original = _frames(inputs["driving"])
+    assert (
+        min(
+            np.abs(a.astype(int) - b.astype(int))[-16:, -56:].mean()
+            for a, b in zip(got, original, strict=True)
+        )
+        > 20
+    )
     assert (
         min(
             np.abs(a.astype(int) - b.astype(int))[33:73, 47:83].mean()

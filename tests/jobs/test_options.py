@@ -31,7 +31,9 @@ def test_unknown_names_and_wrong_types_are_refused_with_one_error_the_service_an
 
     with pytest.raises(InvalidOptions) as engine:
         JobOptions(engine="magic")
-    assert str(engine.value) == "Unknown engine 'magic'; use one of landmarks, fomm, liveportrait, auto."
+    assert str(engine.value) == (
+        "Unknown engine 'magic'; use one of landmarks, fomm, liveportrait, vaegan, auto."
+    )
     with pytest.raises(InvalidOptions) as fit:
         JobOptions(fit="zoom")
     assert str(fit.value) == "Unknown fit 'zoom'; use one of crop, pad, stretch."

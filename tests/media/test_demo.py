@@ -14,6 +14,8 @@ from animatica.demo import (
     demo_driving_frames,
     demo_source,
     demo_voice,
+    talking_face_frames,
+    talking_face_motion,
     write_demo_driving,
     write_demo_inputs,
 )
@@ -38,6 +40,19 @@ def test_generated_frames_and_sound_are_deterministic() -> None:
     assert np.array_equal(first, second)
     assert np.array_equal(demo_voice(0.5), demo_voice(0.5))
     assert np.abs(demo_voice(0.5)).max() <= 1.0
+
+
+def test_talking_face_starts_neutral_and_talks_with_the_voice() -> None:
+    motion = talking_face_motion(seconds=4.0, fps=25)
+    assert len(motion) == 100 and all(v == 0 for v in motion[0].values())
+    mouth = np.array([m["mouth_open"] for m in motion])
+    voice = demo_voice(4.0)
+    loudness = [np.abs(chunk).mean() for chunk in np.array_split(voice, 100)]
+    assert np.corrcoef(mouth, loudness)[0, 1] > 0.8  # the mouth opens on the syllables
+    assert sum(m["blink"] > 0.9 for m in motion) >= 2 and max(abs(m["yaw"]) for m in motion) > 5
+    first = np.stack(list(talking_face_frames(seconds=0.2, fps=25, size=64)))
+    assert first.shape == (5, 64, 64, 3)
+    assert np.array_equal(first, np.stack(list(talking_face_frames(seconds=0.2, fps=25, size=64))))
 
 
 def test_short_driving_video_holds_those_frames(tmp_path: Path) -> None:
@@ -71,12 +86,20 @@ def test_demo_inputs(tmp_path: Path) -> None:
         assert float(audio.duration * audio.time_base) == pytest.approx(4.0, abs=0.05)
 
     frames = np.stack(list(iter_frames(driving))).astype(np.float32)
-    reference = np.asarray(Image.fromarray(demo_source()).resize((256, 256), Image.Resampling.BICUBIC))
-    assert np.abs(frames[0] - reference).mean() < 6  # the clip starts in the photo's own pose
-    from_start = np.abs(frames - frames[0]).mean(axis=(1, 2, 3))
-    steps = np.abs(np.diff(frames, axis=0)).mean(axis=(1, 2, 3))
-    assert from_start.max() > 8  # the head really moves
-    assert steps.max() < from_start.max() / 3  # and moves smoothly, not in jumps
+    # Someone else drives the astronaut: the synthetic talking face, not her own photo.
+    assert np.abs(frames[0] - next(talking_face_frames())).mean() < 6
+    photo = np.asarray(Image.fromarray(demo_source()).resize((256, 256), Image.Resampling.BICUBIC))
+    assert np.abs(frames[0] - photo).mean() > 30
+    from animatica.face.analyzer import get_analyzer
+
+    assert get_analyzer("hog").detect(frames[0].astype(np.uint8))  # the landmarks engine can track it
+    # The head really moves, and smoothly, not in jumps (measured on the upper half: the mouth
+    # opens and closes at the pace of syllables).
+    head = frames[:, :128]
+    from_start = np.abs(head - head[0]).mean(axis=(1, 2, 3))
+    steps = np.abs(np.diff(head, axis=0)).mean(axis=(1, 2, 3))
+    assert from_start.max() > 8
+    assert steps.max() < from_start.max() / 3
     # The background corner barely moves: the motion is the head's, not a camera shake.
     assert np.abs(frames[:, :20, :20] - frames[0, :20, :20]).mean() < from_start.max() / 4
 

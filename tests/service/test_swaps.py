@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from tests.face.swap_faces import astronaut_face, other_person
+from tests.face.swap_faces import astronaut_face, other_person, side_by_side
 
 from animatica.settings import Settings
 
@@ -41,6 +41,19 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     Image.fromarray(other_person()).save(photo)
     blank = folder / "blank.png"
     Image.fromarray(np.full((96, 96, 3), 200, np.uint8)).save(blank)
+    pair = folder / "two-people.png"
+    Image.fromarray(side_by_side(astronaut_face(200), other_person(side=120, canvas=200))).save(pair)
+    empty = folder / "empty.mp4"
+    with av.open(str(empty), "w") as container:  # a wall, no face anywhere
+        stream = container.add_stream("libx264", rate=Fraction(8))
+        stream.width = stream.height = SIDE
+        stream.pix_fmt = "yuv420p"
+        for shade in range(4):
+            wall = np.full((SIDE, SIDE, 3), 90 + 10 * shade, np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(wall, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
     clip = folder / "actor.mp4"
     with av.open(str(clip), "w") as container:
         stream = container.add_stream("libx264", rate=Fraction(8))
@@ -53,7 +66,16 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
-    return {"photo": photo, "blank": blank, "clip": clip}
+    fast = folder / "fast.mp4"
+    with av.open(str(fast), "w") as container:  # the actor at 50 fps: over the free plan's 30
+        stream = container.add_stream("libx264", rate=Fraction(50))
+        stream.width = stream.height = SIDE
+        stream.pix_fmt = "yuv420p"
+        for packet in stream.encode(av.VideoFrame.from_ndarray(astronaut_face(SIDE), format="rgb24")):
+            container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return {"photo": photo, "blank": blank, "pair": pair, "clip": clip, "empty": empty, "fast": fast}
 
 
 @pytest.fixture
@@ -84,7 +106,9 @@ def post_swap(
     reference = form.pop("reference", None)
     if reference is not None:
         files["reference"] = (reference.name, reference.read_bytes(), "image/png")
-    return client.post("/api/v1/swaps", headers=api.bearer(tokens), files=files, data=form)
+    data = {"consent": "true", **form}  # consent=None: the field left out
+    data = {key: value for key, value in data.items() if value is not None}
+    return client.post("/api/v1/swaps", headers=api.bearer(tokens), files=files, data=data)
 
 
 @pytest.mark.slow
@@ -126,21 +150,74 @@ def test_a_swap_runs_as_a_job_and_puts_the_photos_face_into_the_video(
     assert history["total"] == 0
 
 
-@pytest.mark.slow
-def test_a_photo_without_a_face_fails_the_job_clearly_and_returns_the_credit(
+def test_a_photo_without_a_face_is_refused_at_submission_and_costs_nothing(
     client_for: Any, api: Any, media: dict[str, Path]
 ) -> None:
-    client = client_for(worker_enabled=True, worker_mode="thread")
+    client = client_for()
     tokens = api.signup_login(client, "alice")
     response = post_swap(client, tokens, api, media["blank"], media["clip"])
-    assert response.status_code == 202, response.text
-    assert api.credits(client, tokens) == 2
-    done = api.wait_for(client, tokens, response.json()["id"], timeout=300)
-    assert done["status"] == "failed", done
-    assert done["error"] == (
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"] == (
         "No face was found in the face photo blank.png: use a photo with one clearly visible face."
     )
     assert api.credits(client, tokens) == 3
+    assert client.get("/api/v1/animations", headers=api.bearer(tokens)).json()["total"] == 0
+
+
+def stored_files(settings: Settings) -> list[str]:
+    from urllib.parse import urlparse
+
+    folder = Path(urlparse(settings.storage_url).path)
+    return sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file())
+
+
+def test_without_consent_nothing_is_stored_or_charged(
+    client_for: Any, api: Any, media: dict[str, Path], settings: Settings
+) -> None:
+    client = client_for()
+    tokens = api.signup_login(client, "alice")
+    for consent in (None, "false"):
+        response = post_swap(client, tokens, api, media["photo"], media["clip"], consent=consent)
+        assert response.status_code == 422, response.text
+        assert response.json()["detail"] == (
+            "Confirm that you have the right to use both faces (the photo's and the video's) before "
+            "swapping: send consent=true."
+        )
+    assert api.credits(client, tokens) == 3
+    assert client.get("/api/v1/animations", headers=api.bearer(tokens)).json()["total"] == 0
+    assert stored_files(settings) == []
+
+
+def test_a_photo_of_several_people_is_refused_at_submission(
+    client_for: Any, api: Any, media: dict[str, Path]
+) -> None:
+    client = client_for()
+    tokens = api.signup_login(client, "alice")
+    response = post_swap(client, tokens, api, media["pair"], media["clip"])
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"] == (
+        "The face photo two-people.png shows 2 faces: use a photo of one person, or crop it to the face "
+        "you mean."
+    )
+    assert api.credits(client, tokens) == 3
+
+
+@pytest.mark.slow
+def test_a_video_without_any_face_fails_the_job_cleanly_and_returns_the_credit(
+    client_for: Any, api: Any, media: dict[str, Path], settings: Settings
+) -> None:
+    client = client_for(worker_enabled=True, worker_mode="thread")
+    tokens = api.signup_login(client, "alice")
+    response = post_swap(client, tokens, api, media["photo"], media["empty"])
+    assert response.status_code == 202, response.text
+    job_id = response.json()["id"]
+    assert api.credits(client, tokens) == 2
+    done = api.wait_for(client, tokens, job_id, timeout=300)
+    assert done["status"] == "failed", done
+    assert done["error"].startswith("No face was found anywhere in the video, so there is nothing to swap")
+    assert "/" not in done["error"]  # no server path
+    assert api.credits(client, tokens) == 3
+    assert stored_files(settings) == [f"jobs/{job_id}/driving.mp4", f"jobs/{job_id}/source.png"]
 
 
 def test_bad_choices_are_refused_before_anything_is_charged(
@@ -153,12 +230,25 @@ def test_bad_choices_are_refused_before_anything_is_charged(
     assert "Unknown face choice 'tallest'" in response.json()["detail"]
     response = post_swap(client, tokens, api, media["photo"], media["clip"], which="reference")
     assert response.status_code == 422 and "needs a reference photo" in response.json()["detail"]
+    response = post_swap(client, tokens, api, media["photo"], media["clip"], engine="faceswap-onnx")
+    assert response.status_code == 422  # only the engines this server can run
+    assert response.json()["detail"] == (
+        "The faceswap-onnx engine has no models set up on this server; choose another engine."
+    )
+    response = post_swap(client, tokens, api, media["photo"], media["clip"], engine="landmarks")
+    assert response.status_code == 422 and "animates a photo" in response.json()["detail"]
     response = post_swap(client, tokens, api, media["photo"], media["clip"], blend="paste")
     assert response.status_code == 422 and "Unknown blend 'paste'" in response.json()["detail"]
     response = post_swap(
         client, tokens, api, media["photo"], media["clip"], which="reference", reference=media["blank"]
     )
     assert response.status_code == 422 and "No face was found" in response.json()["detail"]
+    response = post_swap(client, tokens, api, media["photo"], media["fast"])  # the plan's frame rate
+    assert response.status_code == 422
+    assert response.json()["detail"] == (
+        "The video (fast.mp4) runs at 50 fps; your plan allows up to 30 fps, export it at 30 fps or less "
+        "and upload it again."
+    )
     response = post_swap(client, tokens, api, media["clip"], media["clip"])  # a video as the photo
     assert response.status_code == 415
     assert response.json()["detail"] == (
@@ -192,6 +282,11 @@ def test_a_reference_photo_becomes_an_identity_at_submission(
     assert options["keep_eyes"] is False and options["keep_mouth"] is True
     assert len(options["reference"]) == 128 and options["max_frames"] >= 4
     assert api.credits(client, tokens) == 2
+    # The consent is on record with the job, and whether its frames get the visible mark.
+    consent = options["consent"]
+    assert consent["username"] == "alice" and isinstance(consent["user_id"], int)
+    assert consent["statement"].startswith("I have the right to use both faces")
+    assert consent["at"].endswith("+00:00") and options["visible_watermark"] is True
 
 
 def test_a_swap_runs_again_as_a_new_swap_under_the_current_plan(
@@ -218,7 +313,7 @@ def test_a_swap_runs_again_as_a_new_swap_under_the_current_plan(
                 alice,
                 UploadFile(face, filename="someone.png"),
                 UploadFile(video, filename="actor.mp4"),
-                SwapForm(which="index:0", keep_mouth=False),
+                SwapForm(which="index:0", keep_mouth=False, consent=True),
             )
         with ctx.db.transaction() as session:  # bought a pack since: a longer limit
             session.execute(update(User).where(User.id == alice.id).values(plan_id="pro"))

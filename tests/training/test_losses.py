@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tests.vgg_weights import torchvision_vgg_state
 
 from animatica.training import losses
 from animatica.training.errors import TrainingError
@@ -11,44 +12,7 @@ from animatica.training.pyramid import ImagePyramid
 
 
 def _torchvision_vgg19_state(seed: int) -> dict[str, torch.Tensor]:
-    """A state dict with torchvision's VGG19 key names and shapes (features and classifier)."""
-    torch.manual_seed(seed)
-    layout = [
-        64,
-        64,
-        "M",
-        128,
-        128,
-        "M",
-        256,
-        256,
-        256,
-        256,
-        "M",
-        512,
-        512,
-        512,
-        512,
-        "M",
-        512,
-        512,
-        512,
-        512,
-        "M",
-    ]
-    state, index, channels = {}, 0, 3
-    for item in layout:
-        if item == "M":
-            index += 1
-            continue
-        state[f"features.{index}.weight"] = torch.randn(item, channels, 3, 3) * (2 / (9 * channels)) ** 0.5
-        state[f"features.{index}.bias"] = torch.zeros(item)
-        index += 2
-        channels = item
-    for i, (out_f, in_f) in zip((0, 3, 6), ((16, 32), (16, 16), (10, 16)), strict=True):
-        state[f"classifier.{i}.weight"] = torch.zeros(out_f, in_f)  # the real ones are huge; ignored anyway
-        state[f"classifier.{i}.bias"] = torch.zeros(out_f)
-    return state
+    return torchvision_vgg_state("vgg19", seed)
 
 
 def test_vgg19_loads_torchvision_state_and_uses_it(tmp_path: Path) -> None:

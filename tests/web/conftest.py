@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,14 @@ def _bound_socket() -> socket.socket:
 @pytest.fixture(scope="session")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """The real app (real pipeline, `landmarks` engine, SQLite, local files) under uvicorn."""
+    with serve_app(tmp_path_factory.mktemp("web-home")) as server:
+        yield server
+
+
+@contextmanager
+def serve_app(home: Path, **overrides: Any) -> Iterator[LiveServer]:
+    """The real app under uvicorn on a free port, with the web tests' settings and ``overrides``
+    (for a module that needs a server configured its own way)."""
     import uvicorn
 
     from animatica.service.app import create_app
@@ -72,18 +81,18 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     reason = _browser_missing()
     if reason:
         pytest.skip(f"browser tests need Chromium and Playwright: {reason}")
-    home = tmp_path_factory.mktemp("web-home")
     sock = _bound_socket()
     port = int(sock.getsockname()[1])
-    settings = Settings(
-        home=home,
-        secret_key="web-test-secret-key-long-enough-for-hs256-signing",
-        public_base_url=f"http://127.0.0.1:{port}",
-        max_upload_bytes=UPLOAD_LIMIT,
-        torch_threads=1,
-        job_poll_seconds=0.1,
-        log_level="WARNING",
-    )
+    values: dict[str, Any] = {
+        "home": home,
+        "secret_key": "web-test-secret-key-long-enough-for-hs256-signing",
+        "public_base_url": f"http://127.0.0.1:{port}",
+        "max_upload_bytes": UPLOAD_LIMIT,
+        "torch_threads": 1,
+        "job_poll_seconds": 0.1,
+        "log_level": "WARNING",
+    }
+    settings = Settings(**{**values, **overrides})
     app = create_app(settings, bind_host="127.0.0.1")  # as `make run`: test-mode payments on loopback
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on")
@@ -102,9 +111,19 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
 
 
 @pytest.fixture(scope="session")
-def browser(live_server: LiveServer) -> Iterator[Any]:
+def browser(live_server: LiveServer, chromium: Any) -> Any:
+    """Chromium, once the shared live server is up."""
+    return chromium
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Any]:
+    """Chromium alone, for a module that serves the app its own way (`serve_app`)."""
     from playwright.sync_api import expect, sync_playwright
 
+    reason = _browser_missing()
+    if reason:
+        pytest.skip(f"browser tests need Chromium and Playwright: {reason}")
     # Waits end when their condition holds; the limit only decides how long a real failure takes
     # to report, so it is generous enough for a busy two-core machine running the worker beside.
     expect.set_options(timeout=WAIT_MS)
@@ -248,4 +267,6 @@ def web() -> Any:
         password=PASSWORD,
         chromium=CHROMIUM,
         chromium_args=CHROMIUM_ARGS,
+        serve_app=serve_app,
+        wait_ms=WAIT_MS,
     )

@@ -13,7 +13,15 @@ pytestmark = pytest.mark.slow
 
 PHONE = {"width": 375, "height": 740}
 ANONYMOUS = ["/signin", "/signup", "/about", "/terms", "/pricing"]
-SIGNED_IN = ["/create", "/history", "/pricing", "/about", "/live", "/jobs/0123456789abcdef0123456789abcdef"]
+SIGNED_IN = [
+    "/create",
+    "/history",
+    "/pricing",
+    "/about",
+    "/live",
+    "/swap",
+    "/jobs/0123456789abcdef0123456789abcdef",
+]
 
 AUDIT = """() => {
   const problems = [];

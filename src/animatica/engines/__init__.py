@@ -4,7 +4,8 @@
 ask for maps to the loader of that engine. Loaders import their engine on first use, so one
 engine's packages (torch for fomm and liveportrait, the face detectors for landmarks) never load
 the other's. The liveportrait engine takes a weight folder (``--checkpoint DIR``, or the folder
-``liveportrait`` under the checkpoints folder when none is given).
+``liveportrait`` under the checkpoints folder when none is given); the vaegan engine a VAE+GAN
+checkpoint (a path or a name, the shipped ``vaegan-demo`` when none is given).
 
 Every engine has a ``kind``, what it is for: ``animation`` engines move a photo with a video's
 motion, ``swap`` engines put a photo's face into a video. Both run behind the same protocol and
@@ -50,12 +51,31 @@ def _load_liveportrait(**options: Any) -> Engine:
     return LivePortraitEngine.load(**options)
 
 
+def _load_vaegan(**options: Any) -> Engine:
+    from animatica.engines.vaegan import VaeganEngine
+
+    options.pop("config", None)  # the checkpoint stores its config
+    return VaeganEngine.load(**options)
+
+
 def _load_faceswap(**options: Any) -> Engine:
     from animatica.engines.faceswap import FaceSwapEngine
 
     options.pop("checkpoint", None)  # no weights
     options.pop("config", None)
     return FaceSwapEngine.load(**options)
+
+
+def _load_faceswap_onnx(**options: Any) -> Engine:
+    from animatica.engines.faceswap_onnx import OnnxSwapEngine, model_files_message
+
+    options.pop("checkpoint", None)  # the two model files come as swap_model and identity_model
+    options.pop("config", None)
+    if not (
+        str(options.get("swap_model") or "").strip() and str(options.get("identity_model") or "").strip()
+    ):
+        raise AnimaticaError(model_files_message())
+    return OnnxSwapEngine.load(**options)
 
 
 Kind = Literal["animation", "swap"]
@@ -76,7 +96,10 @@ ENGINES: dict[str, EngineLoader] = {
     "landmarks": EngineLoader(_load_landmarks),
     "fomm": EngineLoader(_load_fomm),
     "liveportrait": EngineLoader(_load_liveportrait),
+    "vaegan": EngineLoader(_load_vaegan),
     "faceswap": EngineLoader(_load_faceswap, kind="swap"),
+    # The operator's own ONNX models (settings swap_model and swap_identity_model).
+    "faceswap-onnx": EngineLoader(_load_faceswap_onnx, kind="swap"),
 }
 
 
@@ -88,10 +111,17 @@ def engine_names(kind: Kind) -> tuple[str, ...]:
 ANIMATION_ENGINES: tuple[str, ...] = engine_names("animation")
 SWAP_ENGINES: tuple[str, ...] = engine_names("swap")
 DEFAULT_SWAP_ENGINE = "faceswap"
+ONNX_SWAP_ENGINE = "faceswap-onnx"
 # The names an animation request may give.
 REQUESTABLE: tuple[str, ...] = (*ANIMATION_ENGINES, AUTO)
 # The names a face-swap request may give (``auto`` is the default swap engine).
 SWAP_REQUESTABLE: tuple[str, ...] = (*SWAP_ENGINES, AUTO)
+
+
+def offered_swap_engines(onnx_models: bool) -> tuple[str, ...]:
+    """The swap engines to offer where the ONNX swap models are (or are not) configured: the
+    ``faceswap-onnx`` engine cannot run without them, so it is not offered there."""
+    return tuple(name for name in SWAP_ENGINES if onnx_models or name != ONNX_SWAP_ENGINE)
 
 
 def unknown_engine_message(name: str, kind: Kind = "animation") -> str:
@@ -108,12 +138,14 @@ def choose_engine(requested: str, checkpoint: str | None, *, kind: Kind | None =
     default (``jobs.engine_choice.concrete_engine``), so ``auto`` means one thing everywhere.
 
     ``kind`` is the kind of request (see the module's docstring): an engine of another kind is
-    refused, and for a swap ``auto`` is the default swap engine. Without it any engine named is
-    taken (the pipeline runs whatever its caller chose).
+    refused, and for a swap ``auto`` is the ``faceswap-onnx`` engine when ``checkpoint`` is given (the
+    caller passes one when the operator configured both ONNX swap models: someone who installed
+    their own models means them to be used) and the default swap engine otherwise. Without it any
+    engine named is taken (the pipeline runs whatever its caller chose).
     """
     if requested == AUTO:
-        if kind == "swap":
-            return DEFAULT_SWAP_ENGINE
+        if kind == "swap":  # ``checkpoint``: the operator's ONNX swap model, when both files are set
+            return ONNX_SWAP_ENGINE if checkpoint else DEFAULT_SWAP_ENGINE
         return "fomm" if checkpoint else "landmarks"
     loader = ENGINES.get(requested)
     if loader is None:

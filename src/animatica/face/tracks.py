@@ -25,6 +25,7 @@ units of that face's size, so the swapped face neither shimmers nor lags.
 Everything a track holds is plain numbers, so the tracks save and load with an engine's state.
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -212,6 +213,31 @@ def single_face(image: np.ndarray, analyzer: FaceAnalyzer, what: str) -> FaceBox
             "or crop it to the face you mean."
         )
     return faces[0]
+
+
+FACE_CHECKS_PER_SECOND = 2  # video frames searched for a face before a swap starts
+
+
+def require_face_in_video(analyzer: FaceAnalyzer, frames: Iterable[np.ndarray], fps: float | None) -> None:
+    """Refuse a video in which no face shows at all (`NoFaceError`), before a frame is rendered: a
+    swap that returns the video unchanged would cost its owner the wait and a credit for nothing.
+
+    Two frames a second are searched, stopping at the first face (the first frame, for most
+    videos); a face in view for under half a second only can be missed.
+    """
+    step = max(1, round((fps or 25.0) / FACE_CHECKS_PER_SECOND))
+    looked = 0
+    for index, frame in enumerate(frames):
+        if index % step:
+            continue
+        looked += 1
+        if analyzer.detect(frame):
+            return
+    if looked:
+        raise NoFaceError(
+            "No face was found anywhere in the video, so there is nothing to swap: use a video in "
+            "which the face to replace is clearly visible."
+        )
 
 
 def tracks_to_dict(tracks: FaceTracks) -> dict[str, Any]:

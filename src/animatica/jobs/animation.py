@@ -105,11 +105,16 @@ class Segmented:
     """The animation cut into segments of ``segment_seconds`` of driving video.
 
     Any kind whose request is an ``AnimationRequest`` (a face swap too) segments the same way;
-    ``request`` is how that kind builds it (`request_fields` for an animation).
+    ``request`` is how that kind builds it (`request_fields` for an animation). ``metadata`` are
+    the joined video's container tags: the segments' own files are intermediate, so the tags a
+    whole run's writer sets (``AnimationRequest.metadata``) go on here.
     """
 
-    def __init__(self, request: RequestFields = request_fields) -> None:
+    def __init__(
+        self, request: RequestFields = request_fields, metadata: Mapping[str, str] | None = None
+    ) -> None:
         self.request = request
+        self.metadata = dict(metadata or {})
 
     def plan(
         self, settings: Settings, execution: Execution, on_progress: OnProgress, should_cancel: ShouldCancel
@@ -169,7 +174,7 @@ class Segmented:
         from animatica.jobs.join import join_segments
 
         audio = fetch("driving") if plan.has_audio else None
-        frames = join_segments(parts, output, plan.frame_rate, audio, counts)
+        frames = join_segments(parts, output, plan.frame_rate, audio, counts, self.metadata)
         if plan.total_frames is not None and frames != plan.total_frames:
             raise AnimaticaError(
                 f"the joined video has {frames} frames, not {plan.total_frames}; your credit was returned."

@@ -24,7 +24,10 @@ BASE_SECONDS = 300.0
 SECONDS_PER_FRAME = 2.0
 # Engines far slower per frame than that: LivePortrait renders a 512x512 frame in about 8 s on two
 # EPYC cores in fp32 (about 1.2 TFLOP), so a job of it gets 30 s a frame.
-ENGINE_SECONDS_PER_FRAME = {"liveportrait": 30.0}
+# A picture's job counts denoising steps: one Stable Diffusion 1.5 step at 512x512 with guidance
+# (1.35 TFLOP) took 78 s on two busy EPYC cores in fp32, and the VAE decode as long again; the rest
+# is room for an upscale to a cover's size, whose model steps are counted as steps too.
+ENGINE_SECONDS_PER_FRAME = {"liveportrait": 30.0, "diffusion": 120.0}
 
 
 @dataclass(frozen=True)

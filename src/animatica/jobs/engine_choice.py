@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from animatica.engines import ANIMATION_ENGINES, AUTO, choose_engine
-from animatica.errors import CheckpointError
+from animatica.errors import AnimaticaError, CheckpointError
 from animatica.settings import Settings
 
 log = logging.getLogger("animatica.jobs")
@@ -27,6 +27,8 @@ LP_NO_WEIGHTS = (
     "this server has no LivePortrait model weights installed, so the liveportrait engine cannot run"
 )
 LP_TURNED_OFF = "the liveportrait engine is turned off on this server"
+VAEGAN_NO_WEIGHTS = "this server has no VAE+GAN model weights installed, so the vaegan engine cannot run"
+VAEGAN_TURNED_OFF = "the vaegan engine is turned off on this server"
 _reported: set[str] = set()
 
 
@@ -85,6 +87,33 @@ def liveportrait_weights(settings: Settings) -> EngineWeights:
     return EngineWeights(found.resolve(), None, engine="liveportrait")
 
 
+def vaegan_weights(settings: Settings) -> EngineWeights:
+    """The VAE+GAN checkpoint service jobs use (the shipped ``vaegan-demo`` unless the operator names
+    another); CheckpointError with a user-safe message when it is turned off or does not resolve."""
+    from animatica.vaegan.checkpoint import resolve_checkpoint
+
+    wanted = settings.vaegan_checkpoint.strip()
+    if not wanted:
+        raise CheckpointError(f"{VAEGAN_TURNED_OFF}; choose the landmarks engine.")
+    try:
+        found = resolve_checkpoint(wanted, settings.checkpoints_dir)
+    except CheckpointError as error:
+        if str(error) not in _reported:
+            _reported.add(str(error))
+            log.warning("VAE+GAN checkpoint for service jobs not found", extra={"reason": str(error)})
+        raise CheckpointError(f"{VAEGAN_NO_WEIGHTS}; choose the landmarks engine.") from error
+    return EngineWeights(found.resolve(), None, engine="vaegan")
+
+
+def vaegan_problem(settings: Settings) -> str | None:
+    """Why the vaegan engine cannot run here, or None when it can."""
+    try:
+        vaegan_weights(settings)
+    except CheckpointError as error:
+        return str(error)
+    return None
+
+
 def liveportrait_problem(settings: Settings) -> str | None:
     """Why the liveportrait engine cannot run here, or None when it can."""
     try:
@@ -137,6 +166,8 @@ def concrete_engine(settings: Settings, requested: str) -> str:
         fomm_weights(settings)
     elif name == "liveportrait":
         liveportrait_weights(settings)
+    elif name == "vaegan":
+        vaegan_weights(settings)
     return name
 
 
@@ -147,6 +178,8 @@ def weights_for(settings: Settings, engine: str) -> EngineWeights | None:
         return fomm_weights(settings)
     if name == "liveportrait":
         return liveportrait_weights(settings)
+    if name == "vaegan":
+        return vaegan_weights(settings)
     return None
 
 
@@ -159,5 +192,31 @@ class EngineStatus:
 
 def engine_statuses(settings: Settings) -> list[EngineStatus]:
     """Every engine an animation job may name, with whether this server can run it right now."""
-    problems = {"fomm": fomm_problem(settings), "liveportrait": liveportrait_problem(settings)}
+    problems = {
+        "fomm": fomm_problem(settings),
+        "liveportrait": liveportrait_problem(settings),
+        "vaegan": vaegan_problem(settings),
+    }
     return [EngineStatus(name, problems.get(name) is None, problems.get(name)) for name in ANIMATION_ENGINES]
+
+
+def swap_engine(settings: Settings) -> str:
+    """The engine a face swap runs on here: the operator's own ONNX models (``faceswap-onnx``) when
+    both files are configured and present, else the weights-free ``faceswap``. Files configured but
+    missing are the operator's to fix, told in the log; users still get a swap."""
+    from animatica.engines import DEFAULT_SWAP_ENGINE, ONNX_SWAP_ENGINE
+    from animatica.engines.faceswap_onnx import check_model_files
+
+    files = settings.swap_model_files
+    if not files.configured:
+        return DEFAULT_SWAP_ENGINE
+    try:
+        check_model_files(files.swapper, files.identity)
+    except AnimaticaError as error:
+        if str(error) not in _reported:
+            _reported.add(str(error))
+            log.warning(
+                "ONNX face-swap models not usable; swapping without them", extra={"reason": str(error)}
+            )
+        return DEFAULT_SWAP_ENGINE
+    return ONNX_SWAP_ENGINE

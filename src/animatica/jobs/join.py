@@ -11,7 +11,7 @@ segment, and leaves no result; a missing or doubled frame would shift the sound 
 picture for the rest of the video.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
 
@@ -35,11 +35,12 @@ def join_segments(
     fps: Fraction,
     audio_from: Path | None = None,
     expected_frames: Sequence[int | None] | None = None,
+    metadata: Mapping[str, str] | None = None,
 ) -> int:
     """Join segment files into the video ``output``; returns the number of frames written.
 
     ``expected_frames`` gives each segment's frame count as its worker reported it (None where
-    unknown).
+    unknown). ``metadata`` becomes the video's container tags.
     """
     if not parts:
         raise MediaError("there are no segments to join")
@@ -58,4 +59,4 @@ def join_segments(
                 f"segment {index} was encoded with other settings than segment 0 ({part.width}x"
                 f"{part.height} vs {first.width}x{first.height}, or another encoder); animate it again."
             )
-    return concat_parts(checked, output, fps, audio_from)
+    return concat_parts(checked, output, fps, audio_from, metadata)

@@ -17,7 +17,7 @@ Everything else (taking the job, fetching its inputs, watching it, storing the r
 and settling its credit) is `animatica.jobs.lifecycle`, written once for every kind.
 
 Where a kind is run, its module must have been imported, because the registry lives in memory.
-The animation, portrait-edit, live-recording and face-swap kinds are built in. Any other is
+The animation, portrait-edit, live-recording, face-swap and image kinds are built in. Any other is
 listed, by module, in the ``job_kinds`` setting (``ANIMATICA_JOB_KINDS``, comma-separated); every
 process that runs jobs imports those modules when it starts (the service's runner, each animation
 child, each Celery worker), and a module registers its kinds with `register` when imported.
@@ -41,6 +41,7 @@ BUILT_IN = (
     "animatica.jobs.portrait_edit",
     "animatica.jobs.live_recording",
     "animatica.jobs.face_swap",
+    "animatica.jobs.image",
 )
 log = logging.getLogger("animatica.jobs")
 
@@ -148,6 +149,9 @@ class JobKind:
     warm: Callable[[Settings], None] | None = None
     # Credits a job of this kind reserves when it is queued (`state.create`'s ``cost``).
     cost: int = 1
+    # Slots the kind reads when the job has them and does without otherwise (a picture made from
+    # a prompt alone has no input file; one painted over a photo has it).
+    optional_inputs: tuple[str, ...] = ()
 
 
 _registry: dict[str, JobKind] = {}
@@ -156,8 +160,8 @@ _lock = threading.Lock()
 
 def register(kind: JobKind) -> JobKind:
     """Make ``kind`` known in this process; registering the same name again replaces it."""
-    unknown = set(kind.inputs) - {"source", "driving"}
-    if unknown or not kind.inputs:
+    unknown = (set(kind.inputs) | set(kind.optional_inputs)) - {"source", "driving"}
+    if unknown or not (kind.inputs or kind.optional_inputs):
         raise ValueError(f"job kind {kind.name!r} must read 'source' and/or 'driving', not {unknown}")
     with _lock:
         _registry[kind.name] = kind

@@ -199,8 +199,10 @@ def fetch_input(storage: Storage, job: state.ClaimedJob, slot: str, folder: Path
 
 
 def fetch_inputs(storage: Storage, job: state.ClaimedJob, kind: JobKind, folder: Path) -> dict[str, Path]:
-    """The kind's stored inputs, copied into ``folder``: slot -> local file."""
-    return {slot: fetch_input(storage, job, slot, folder) for slot in kind.inputs}
+    """The kind's stored inputs, copied into ``folder``: slot -> local file (its optional slots only
+    where the job has them)."""
+    slots = [*kind.inputs, *(slot for slot in kind.optional_inputs if slot in job.inputs)]
+    return {slot: fetch_input(storage, job, slot, folder) for slot in slots}
 
 
 def store_result(

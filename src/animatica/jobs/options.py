@@ -118,6 +118,10 @@ class JobOptions(BaseModel):
                     "the liveportrait engine needs LivePortrait weights; choose the landmarks engine."
                 )
             fields.update(checkpoint=checkpoint)
+        elif engine == "vaegan":
+            if weights is None or weights.engine != "vaegan":
+                raise CheckpointError("the vaegan engine needs VAE+GAN weights; choose the landmarks engine.")
+            fields.update(checkpoint=checkpoint)
         fields.update(
             device=device,
             precision=precision,

@@ -96,7 +96,7 @@ def create(
     options: dict[str, Any],
     priority: int,
     source_name: str,
-    source_key: str,
+    source_key: str | None,
     driving_name: str = "",
     driving_key: str | None = None,
     notes: list[str] | None = None,

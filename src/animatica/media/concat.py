@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -210,11 +210,16 @@ def _attach_audio(source: Path, output: av.container.OutputContainer) -> _Copied
 
 
 def concat_parts(
-    parts: Sequence[VideoPart], output: Path, fps: Fraction, audio_from: Path | None = None
+    parts: Sequence[VideoPart],
+    output: Path,
+    fps: Fraction,
+    audio_from: Path | None = None,
+    metadata: Mapping[str, str] | None = None,
 ) -> int:
     """Write ``parts`` one after another into ``output`` with the sound of ``audio_from``.
 
     Returns the number of frames. The parts must come from `inspect_part` with the same ``fps``.
+    ``metadata`` becomes the output's container tags, as the writer of a whole video sets them.
     """
     if not parts:
         raise MediaError("there are no video parts to join")
@@ -240,6 +245,7 @@ def concat_parts(
     try:
         options = {"movflags": "+faststart"} if muxer in _FASTSTART_FORMATS else {}
         with av.open(str(temp), mode="w", format=muxer, options=options) as container:
+            container.metadata.update(metadata or {})
             with av.open(str(first.path)) as template:
                 video = container.add_stream_from_template(template.streams.video[0])
             video.time_base = time_base

@@ -14,6 +14,7 @@ import re
 import secrets
 import shutil
 import tempfile
+from collections.abc import Mapping
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
@@ -25,6 +26,7 @@ import av.video.stream
 import numpy as np
 from av.video.reformatter import ColorRange, Colorspace, VideoReformatter
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 from animatica.errors import MediaError
 from animatica.media.audio import AudioCarrier
@@ -226,6 +228,7 @@ class VideoWriter(_AtomicWriter):
         *,
         crf: int = 18,
         preset: str = "medium",
+        metadata: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(output)
         suffix = self.output.suffix.lower()
@@ -236,6 +239,7 @@ class VideoWriter(_AtomicWriter):
         self._audio_from = Path(audio_from) if audio_from is not None else None
         self._crf = crf
         self._preset = preset
+        self._metadata = dict(metadata or {})  # container tags, e.g. a mark that the video is synthetic
         self._container: av.container.OutputContainer | None = None
         self._stream: av.video.stream.VideoStream | None = None
         self._audio: AudioCarrier | None = None
@@ -250,6 +254,7 @@ class VideoWriter(_AtomicWriter):
             self._container = av.open(str(self._temp), mode="w", format=self._format, options=options)
         except (OSError, av.FFmpegError) as exc:
             raise MediaError(f"cannot create {self.output} ({exc}); choose another output path.") from exc
+        self._container.metadata.update(self._metadata)
         stream = self._container.add_stream(
             "libx264", rate=self.rate, options={"crf": str(self._crf), "preset": self._preset}
         )
@@ -315,9 +320,21 @@ class FrameFolderWriter(_AtomicWriter):
     re-run overwrites its own result but never a folder of someone's other files).
     """
 
-    def __init__(self, output: str | os.PathLike[str], *, compress_level: int = 3) -> None:
+    def __init__(
+        self,
+        output: str | os.PathLike[str],
+        *,
+        compress_level: int = 3,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(output)
         self._compress_level = compress_level
+        # Tags go into every frame as PNG text chunks ("comment" -> "Comment"), the frames' only metadata.
+        self._text: PngInfo | None = None
+        if metadata:
+            self._text = PngInfo()
+            for key, value in metadata.items():
+                self._text.add_itxt(key[:1].upper() + key[1:], value)
 
     def _start(self) -> None:
         try:
@@ -329,7 +346,9 @@ class FrameFolderWriter(_AtomicWriter):
 
     def _write(self, frame: np.ndarray) -> None:
         name = self._temp / f"{self.frames_written:05d}.png"
-        Image.fromarray(frame).save(name, format="PNG", compress_level=self._compress_level)
+        Image.fromarray(frame).save(
+            name, format="PNG", compress_level=self._compress_level, pnginfo=self._text
+        )
 
     def _finish(self) -> None:
         if self.output.is_dir():
@@ -349,13 +368,20 @@ FrameWriter = VideoWriter | FrameFolderWriter
 
 
 def open_writer(
-    output: str | os.PathLike[str], fps: float | Fraction, audio_from: Path | None = None
+    output: str | os.PathLike[str],
+    fps: float | Fraction,
+    audio_from: Path | None = None,
+    *,
+    metadata: Mapping[str, str] | None = None,
 ) -> FrameWriter:
     """The writer for ``output``: a video for a video suffix, else a PNG-frame folder.
+
+    ``metadata`` becomes the video's container tags (``comment``, ``description``, ...) or each
+    PNG frame's text chunks.
 
     Use it as a context manager: a normal exit finishes and renames the output into place; an
     exception leaves nothing behind. See ``output_kind`` for how the path decides.
     """
     if output_kind(output) == "video":
-        return VideoWriter(output, fps, audio_from)
-    return FrameFolderWriter(output)
+        return VideoWriter(output, fps, audio_from, metadata=metadata)
+    return FrameFolderWriter(output, metadata=metadata)

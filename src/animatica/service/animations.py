@@ -17,6 +17,7 @@ from sqlalchemy import delete, func, select
 from animatica.db.models import Job
 from animatica.jobs import state
 from animatica.jobs.engine_choice import default_engine, engine_statuses
+from animatica.jobs.image import NAME as IMAGE_KIND
 from animatica.service.context import ServiceContext
 from animatica.service.errors import Conflict, Gone, NotFound
 from animatica.service.schemas import EngineList, EngineView, JobView
@@ -98,15 +99,24 @@ def result_key(ctx: ServiceContext, user_id: int, job_id: str) -> str:
     return job.result_key
 
 
+def picture_key(job: Job) -> str | None:
+    """The stored picture a job stands for: the one it made, for a job that makes pictures from a
+    prompt (once it has), else the picture it started from."""
+    if job.kind == IMAGE_KIND and job.status == state.SUCCEEDED and job.result_key:
+        return job.result_key
+    return job.source_key
+
+
 def thumbnail(ctx: ServiceContext, user_id: int, job_id: str) -> bytes:
-    """A small JPEG of the job's source picture, made on demand; 404 once the picture is gone."""
+    """A small JPEG of the job's picture (`picture_key`), made on demand; 404 once it is gone."""
     job = load_job(ctx, user_id, job_id)
-    if not job.source_key:
+    key = picture_key(job)
+    if not key:
         raise NotFound("The picture of this animation is no longer kept.")
     with tempfile.TemporaryDirectory(prefix="animatica-thumb-") as tmp:
         path = Path(tmp) / "source.png"
         try:
-            ctx.storage.get_file(job.source_key, path)
+            ctx.storage.get_file(key, path)
         except StorageError as error:
             raise NotFound("The picture of this animation is no longer kept.") from error
         with Image.open(path) as image:

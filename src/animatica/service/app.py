@@ -26,6 +26,7 @@ from animatica.service.payments import choose_provider
 from animatica.service.routes import auth as routes_auth
 from animatica.service.routes import edits as routes_edits
 from animatica.service.routes import engine as routes_engine
+from animatica.service.routes import images as routes_images
 from animatica.service.routes import jobs as routes_jobs
 from animatica.service.routes import live as routes_live
 from animatica.service.routes import local_pay as routes_local_pay
@@ -40,6 +41,7 @@ UPLOAD_PATHS = (
     "/api/v1/animations",
     "/api/v1/edits",
     "/api/v1/swaps",
+    "/api/v1/images",
     "/api/v0/animation/video",
     "/api/fomm/video",
     "/api/v1/live/sessions",
@@ -115,6 +117,7 @@ def create_app(
         routes_jobs.router,
         routes_edits.router,
         routes_swaps.router,
+        routes_images.router,
         routes_local_pay.router,
         routes_engine.router,
         routes_ops.router,

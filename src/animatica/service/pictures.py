@@ -12,7 +12,7 @@ from pathlib import Path
 
 from fastapi import UploadFile
 
-from animatica.service.animations import load_job
+from animatica.service.animations import load_job, picture_key
 from animatica.service.context import ServiceContext
 from animatica.service.errors import Gone
 from animatica.service.plans import Plan
@@ -57,10 +57,11 @@ def store_picture(
     assert from_job is not None, "store_picture needs an upload or a job"
     earlier = load_job(ctx, user_id, from_job)
     gone = Gone("The picture of that job was deleted by the retention policy; upload it again.")
-    if not earlier.source_key:
+    picture = picture_key(earlier)
+    if not picture:
         raise gone
     try:
-        ctx.storage.copy(earlier.source_key, key)
+        ctx.storage.copy(picture, key)
     except MissingFile as error:
         raise gone from error
     return StoredPicture(earlier.source_name)

@@ -28,6 +28,9 @@ class Plan:
     # Minutes of live animation (webcam mode) per UTC day; a session in progress is ended when
     # they run out, and they are counted again from zero at midnight UTC.
     live_minutes_per_day: float = 3.0
+    # Videos at a higher frame rate are refused when uploaded (every frame is one frame of work),
+    # so the limit holds once for the whole job, whichever worker renders which part of it.
+    max_fps: float = 60.0
 
 
 PLANS: dict[str, Plan] = {
@@ -44,8 +47,9 @@ PLANS: dict[str, Plan] = {
             1280,
             0,
             1,
-            ("Clips up to 15 s", "Up to 1280 px", "Live mode: 3 min a day"),
+            ("Clips up to 15 s", "Up to 1280 px", "Videos up to 30 fps", "Live mode: 3 min a day"),
             live_minutes_per_day=3.0,
+            max_fps=30.0,
         ),
         Plan(
             "basic",

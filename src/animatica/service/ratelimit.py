@@ -63,6 +63,10 @@ ADDRESS_RULES: dict[str, str] = {
     "/create": SUBMIT,
     "/api/v1/edits": SUBMIT,
     "/edit": SUBMIT,
+    "/api/v1/images": SUBMIT,
+    "/api/v1/images/prompt": SUBMIT,
+    "/pictures": SUBMIT,
+    "/pictures/prompt": SUBMIT,
 }
 _RERUN_PATH = re.compile(r"^/jobs/[^/]+/rerun$")
 

@@ -19,6 +19,7 @@ from animatica.errors import CheckpointError
 from animatica.jobs import state
 from animatica.jobs.engine_choice import concrete_engine
 from animatica.jobs.face_swap import NAME as FACE_SWAP
+from animatica.jobs.image import NAME as IMAGE
 from animatica.jobs.lifecycle import announce
 from animatica.jobs.live_recording import NAME as LIVE_RECORDING
 from animatica.jobs.options import JobOptions
@@ -28,6 +29,7 @@ from animatica.service.animations import load_job
 from animatica.service.context import ServiceContext
 from animatica.service.deps import CurrentUser
 from animatica.service.errors import Gone, Invalid
+from animatica.service.pictures import store_picture
 from animatica.service.plans import Plan, get_plan
 from animatica.service.ratelimit import SUBMIT_ACCOUNT, rate_limits
 from animatica.service.uploads import checks as upload_checks
@@ -118,12 +120,16 @@ ANIMATION_LABELS: Labels = ("The source image", "The driving video")
 def submit(
     ctx: ServiceContext,
     user: CurrentUser,
-    source: UploadFile,
+    source: UploadFile | None,
     driving: UploadFile,
     options: JobOptions,
     max_seconds: float | None = None,
+    *,
+    source_job: str | None = None,
 ) -> str:
     """Validate and queue a job; returns its id. Raises 402 before any work when out of credit.
+
+    The picture is ``source``, or without one the picture of the user's job ``source_job``.
 
     Every submission, valid or not, counts against the account's submission limit (429 once it
     is spent): checking uploads costs the server work even when they are refused. The job queues
@@ -138,29 +144,39 @@ def submit(
         limited = options.but(max_frames=checked.video.max_frames, frame_rate=checked.video.fps)
         _queue(ctx, user, checked.plan, checked.job_id, limited, checked.names, checked.keys, checked.notes)
 
-    return store_uploads(ctx, user, source, driving, queue, max_seconds=max_seconds)
+    return store_uploads(ctx, user, source, driving, queue, max_seconds=max_seconds, source_job=source_job)
 
 
 def store_uploads(
     ctx: ServiceContext,
     user: CurrentUser,
-    source: UploadFile,
+    source: UploadFile | None,
     driving: UploadFile,
     queue: Callable[[CheckedUploads], None],
     *,
     max_seconds: float | None = None,
     labels: Labels = ANIMATION_LABELS,
+    check_source: Callable[[Path, str], None] | None = None,
+    source_job: str | None = None,
 ) -> str:
     """Check a picture and a video by their content under the user's plan, store them under a new
     job's keys and let ``queue`` record the job; returns the job's id.
 
     The caller has counted the submission. 402 before any work when out of credit; whatever
-    fails after the files are stored (``queue`` included) deletes them again.
+    fails after the files are stored (``queue`` included) deletes them again. ``check_source``
+    (the checked picture's PNG, the user's name for it) may refuse the picture for what it
+    shows, before anything is stored.
+
+    Without a ``source`` upload the picture is that of the user's job ``source_job``, copied
+    inside the store (`pictures.store_picture`: 404 for another user's job, 410 once it is gone).
     """
+    upload = source if source is not None and source.filename else None
+    if upload is None and not source_job:
+        raise Invalid(f"{labels[0]} is missing: choose a JPG, PNG or WebP picture.")
     plan = get_plan(user.plan_id)
     with ctx.db.read() as session:
         ledger.require_credit(session, user.id)
-    source_name = sanitize_filename(source.filename, "source")
+    source_name = sanitize_filename(upload.filename, "source") if upload is not None else ""
     driving_name = sanitize_filename(driving.filename, "driving")
     source_label = f"{labels[0]} ({source_name})"
     driving_label = f"{labels[1]} ({driving_name})"
@@ -169,25 +185,42 @@ def store_uploads(
     keys: list[str] = []
     with tempfile.TemporaryDirectory(prefix="animatica-upload-") as tmp:
         folder = Path(tmp)
-        receive(source.file, folder / "source.bin", limit, source_label)
+        note = None
+        if upload is not None:
+            receive(upload.file, folder / "source.bin", limit, source_label)
         receive(driving.file, folder / "driving.bin", limit, driving_label)
-        image, video = upload_checks.check(
-            Upload(
-                folder / "source.bin",
-                source_label,
-                folder / "source.png",
-                folder / "driving.bin",
-                driving_label,
-                plan,
-                max_seconds,
-            ),
-            ctx.settings,
-        )
+        if upload is not None:
+            image, video = upload_checks.check(
+                Upload(
+                    folder / "source.bin",
+                    source_label,
+                    folder / "source.png",
+                    folder / "driving.bin",
+                    driving_label,
+                    plan,
+                    max_seconds,
+                ),
+                ctx.settings,
+            )
+            note = image.note
+            if check_source is not None:
+                check_source(image.path, source_name)
+        else:
+            alone = upload_checks.VideoUpload(folder / "driving.bin", driving_label, plan, max_seconds)
+            video = upload_checks.check_video(alone, ctx.settings)
         source_key = f"jobs/{job_id}/source.png"
         driving_key = f"jobs/{job_id}/driving.{video.extension}"
         try:
-            ctx.storage.put_file(source_key, image.path)
+            if upload is not None:
+                ctx.storage.put_file(source_key, image.path)
+            else:  # one of the user's pictures, copied in the store (checked when it was made)
+                assert source_job is not None
+                stored = store_picture(ctx, user.id, plan, source_key, upload=None, from_job=source_job)
+                source_name = stored.name
             keys.append(source_key)
+            if upload is None and check_source is not None:
+                ctx.storage.get_file(source_key, folder / "source.png")
+                check_source(folder / "source.png", source_name)
             ctx.storage.put_file(driving_key, video.path)
             keys.append(driving_key)
             queue(
@@ -197,7 +230,7 @@ def store_uploads(
                     (source_name, driving_name),
                     (source_key, driving_key),
                     video,
-                    [image.note] if image.note else [],
+                    [note] if note else [],
                 )
             )
         except BaseException:
@@ -237,6 +270,10 @@ def rerun(ctx: ServiceContext, user: CurrentUser, job_id: str) -> str:
         from animatica.service.live_recording import rerun_live_recording
 
         return rerun_live_recording(ctx, user, job_id)
+    if job.kind == IMAGE:
+        from animatica.service.images import models_of, rerun_image
+
+        return rerun_image(ctx, user, job_id, models_of(ctx))
     gone = Gone(
         f"The uploaded files of this animation were deleted after "
         f"{ctx.settings.input_retention_hours:g} hours; upload them again."

@@ -25,92 +25,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from animatica.errors import CheckpointError
 from animatica.training.errors import TrainingError
+from animatica.vgg import VGGFeatures
 
-# torchvision's VGG19 "features" up to relu5_1: channels per conv, "M" for max pooling.
-_VGG19_LAYOUT: tuple[int | str, ...] = (
-    64,
-    64,
-    "M",
-    128,
-    128,
-    "M",
-    256,
-    256,
-    256,
-    256,
-    "M",
-    512,
-    512,
-    512,
-    512,
-    "M",
-    512,
-)
-# End index (exclusive) in ``features`` of each slice: relu1_1, relu2_1, relu3_1, relu4_1, relu5_1.
-_SLICE_ENDS = (2, 7, 12, 21, 30)
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)
-_IMAGENET_STD = (0.229, 0.224, 0.225)
+# The first ReLU of each block: relu1_1, relu2_1, relu3_1, relu4_1, relu5_1.
+_TAPS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 
 
-class VGG19Features(nn.Module):
-    """VGG19 convolutional trunk laid out as torchvision's, so its ``features.*`` weights load as-is."""
+class VGG19Features(VGGFeatures):
+    """The shared VGG19 trunk at the perceptual loss's five layers, failing as a ``TrainingError``."""
 
     def __init__(self) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        channels = 3
-        for item in _VGG19_LAYOUT:
-            if item == "M":
-                layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
-            else:
-                assert isinstance(item, int)
-                layers += [nn.Conv2d(channels, item, kernel_size=3, padding=1), nn.ReLU(inplace=False)]
-                channels = item
-        self.features = nn.Sequential(*layers)
-        self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1))
-        self.requires_grad_(False)
-        self.eval()
+        super().__init__("vgg19", _TAPS)
 
-    def load_torchvision(self, path: Path) -> None:
-        """Load the ``features.*`` tensors of a torchvision VGG19 state dict (classifier ignored)."""
+    def load_torchvision(self, path: Path, state: dict | None = None) -> None:
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise TrainingError(
-                f"VGG19 weights {path} do not exist; pass an existing vgg19-*.pth file."
-            ) from None
-        except Exception as exc:
-            raise TrainingError(
-                f"VGG19 weights {path} cannot be read ({type(exc).__name__}); pass torchvision's vgg19-*.pth."
-            ) from None
-        if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-            state = state["state_dict"]
-        if not isinstance(state, dict):
-            raise TrainingError(f"VGG19 weights {path} hold no state dict; pass torchvision's vgg19-*.pth.")
-        wanted = self.features.state_dict()
-        found = {k[len("features.") :]: v for k, v in state.items() if k.startswith("features.")}
-        missing = [k for k in wanted if k not in found]
-        wrong = [k for k in wanted if k in found and tuple(found[k].shape) != tuple(wanted[k].shape)]
-        if missing or wrong:
-            detail = f"missing {missing[:3]}" if missing else f"mis-shaped {wrong[:3]}"
-            raise TrainingError(
-                f"VGG19 weights {path} are not a torchvision VGG19 state dict ({detail}); "
-                "pass vgg19-dcbb9e9d.pth or an equivalent file."
-            )
-        self.features.load_state_dict({k: found[k] for k in wanted}, strict=True)
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        out = []
-        h = (x - self.mean) / self.std
-        start = 0
-        for end in _SLICE_ENDS:
-            for layer in self.features[start:end]:
-                h = layer(h)
-            out.append(h)
-            start = end
-        return out
+            super().load_torchvision(path, state)
+        except CheckpointError as exc:
+            raise TrainingError(str(exc)) from None
 
 
 class PerceptualLoss(nn.Module):
@@ -125,9 +58,9 @@ class PerceptualLoss(nn.Module):
         self.weights = [float(w) for w in weights]
         self.vgg: VGG19Features | None = None
         if vgg_weights is not None:
-            if len(self.weights) != len(_SLICE_ENDS):
+            if len(self.weights) != len(_TAPS):
                 raise TrainingError(
-                    f"loss_weights.perceptual needs {len(_SLICE_ENDS)} values for the VGG19 layers, "
+                    f"loss_weights.perceptual needs {len(_TAPS)} values for the VGG19 layers, "
                     f"got {len(self.weights)}."
                 )
             self.vgg = VGG19Features()

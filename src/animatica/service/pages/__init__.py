@@ -9,16 +9,16 @@ from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
-from animatica.service.pages import account, create, edit, events, jobs, live, pricing
+from animatica.service.pages import account, create, edit, events, jobs, live, pictures, pricing, swap
 from animatica.service.pages.problems import PageProblem, SignInRequired
 from animatica.service.pages.views import STATIC_DIR, problem_response, sign_in_response
 
 router = APIRouter(include_in_schema=False)
-for _module in (account, create, edit, events, jobs, live, pricing):
+for _module in (account, create, edit, events, jobs, live, pictures, pricing, swap):
     router.include_router(_module.router)
 
 # Upload requests need the large body limit of the API's upload routes.
-UPLOAD_PATHS = ("/create", "/edit")
+UPLOAD_PATHS = ("/create", "/edit", "/swap", "/pictures")
 
 
 def install(app: FastAPI) -> None:

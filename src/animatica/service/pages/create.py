@@ -4,24 +4,28 @@ The upload goes through the same `submit` the API uses, so the server's checks (
 duration, resolution, credit) are the ones that count; the page's script only repeats the cheap
 ones so people learn about a wrong file before uploading it. The form also works without
 script: it then posts normally and the server answers with a redirect or the page and its error.
+The picture may also be one of the user's earlier ones (``/create?from=<job>``, a made picture's
+"Animate this"): it is then copied inside the store, never uploaded again.
 """
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
 from animatica.errors import AnimaticaError
 from animatica.jobs.engine_choice import default_engine, engine_statuses
 from animatica.jobs.options import JobOptions
+from animatica.service.animations import job_view, load_job
 from animatica.service.context import ServiceContext
 from animatica.service.deps import Ctx, CurrentUser
-from animatica.service.errors import status_for
+from animatica.service.errors import NotFound, status_for
 from animatica.service.pages.problems import PageProblem, wants_json
 from animatica.service.pages.sessions import CsrfChecked, Viewer
 from animatica.service.pages.views import credits_of, redirect, render
 from animatica.service.plans import get_plan
 from animatica.service.ratelimit import RetryLater
+from animatica.service.schemas import JobView
 from animatica.service.submit import submit
 from animatica.settings import Settings
 
@@ -47,6 +51,11 @@ ENGINE_TEXT = {
         "LivePortrait",
         "Implicit 3-D keypoints with stitching: natural head turns and expressions, rendered at "
         "512x512 around the face; the slowest engine.",
+    ),
+    "vaegan": (
+        "VAE+GAN",
+        "Moves the face through a learned face space by the driving clip's changes from its first "
+        "frame: a 64x64 face, blurry, pasted back into your picture.",
     ),
 }
 
@@ -89,9 +98,25 @@ def _form_context(ctx: ServiceContext, user: CurrentUser) -> dict[str, object]:
     }
 
 
+def _chosen(ctx: ServiceContext, user: CurrentUser, job_id: str | None) -> JobView | None:
+    """The earlier job whose picture is the source (``/create?from=<job>``: "Animate this")."""
+    if not job_id:
+        return None
+    try:
+        return job_view(load_job(ctx, user.id, job_id))
+    except NotFound as error:
+        raise PageProblem(404, "There is no such picture in your account.", "Not found") from error
+
+
 @router.get("/create")
-def create_page(request: Request, ctx: Ctx, user: Viewer) -> Response:
-    return render(request, ctx, "create.html", user, error=None, **_form_context(ctx, user))
+def create_page(
+    request: Request,
+    ctx: Ctx,
+    user: Viewer,
+    from_job: Annotated[str | None, Query(alias="from", max_length=64)] = None,
+) -> Response:
+    chosen = _chosen(ctx, user, from_job)
+    return render(request, ctx, "create.html", user, error=None, chosen=chosen, **_form_context(ctx, user))
 
 
 @router.post("/create", dependencies=[CsrfChecked])
@@ -106,9 +131,11 @@ def create_submit(
     adapt_scale: Annotated[bool, Form()] = False,
     crop_face: Annotated[bool | None, Form()] = None,
     find_best_frame: Annotated[bool, Form()] = False,
+    source_job: Annotated[str | None, Form(max_length=64)] = None,
 ) -> Response:
+    has_upload = source_image is not None and bool(source_image.filename)
     try:
-        if source_image is None or not source_image.filename:
+        if not has_upload and not source_job:
             raise PageProblem(422, "Choose a source picture (JPG, PNG or WebP).")
         if driving_video is None or not driving_video.filename:
             raise PageProblem(422, "Choose a driving video (MP4, MOV, AVI, WebM or GIF).")
@@ -121,14 +148,30 @@ def create_submit(
             crop_face=crop_face,
             find_best_frame=find_best_frame,
         )
-        job_id = submit(ctx, user, source_image, driving_video, options)
+        # An upload is used instead of the chosen earlier picture.
+        job_id = submit(
+            ctx,
+            user,
+            source_image if has_upload else None,
+            driving_video,
+            options,
+            source_job=None if has_upload else source_job,
+        )
     except AnimaticaError as error:
         code = status_for(error)
         headers = error.headers if isinstance(error, RetryLater) else {}  # too many submissions
         if wants_json(request):
             return JSONResponse({"detail": str(error)}, status_code=code, headers=headers)
+        chosen = None if has_upload else _chosen(ctx, user, source_job)
         page = render(
-            request, ctx, "create.html", user, status_code=code, error=str(error), **_form_context(ctx, user)
+            request,
+            ctx,
+            "create.html",
+            user,
+            status_code=code,
+            error=str(error),
+            chosen=chosen,
+            **_form_context(ctx, user),
         )
         page.headers.update(headers)
         return page

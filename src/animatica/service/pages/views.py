@@ -18,6 +18,7 @@ from animatica.db import ledger
 from animatica.errors import AnimaticaError
 from animatica.jobs import kinds
 from animatica.jobs.messages import credit_words
+from animatica.service.avatars import avatar_version
 from animatica.service.context import ServiceContext
 from animatica.service.deps import CurrentUser
 from animatica.service.pages.problems import PageProblem, SignInRequired, wants_json
@@ -46,6 +47,7 @@ FLASHES: dict[str, tuple[str, str]] = {
     "canceled": ("info", CANCELED_TEXT),
     "canceled_free": ("info", credit_words(CANCELED_TEXT, credit_reserved=False)),
     "already_final": ("info", "That animation had already finished."),
+    "avatar_set": ("success", "Your avatar is updated."),
 }
 
 # Pages only load their own files; the only form leaving the site goes to Stripe's checkout.
@@ -70,6 +72,7 @@ STAGES = {
     "prepare": "Studying the picture",
     "animate": "Animating frames",
     "edit": "Editing the picture",
+    "generate": "Painting the picture",
     "encode": "Writing the video",
     "done": "Done",
     "expired": "Result expired",
@@ -142,6 +145,7 @@ KIND_LABELS = {
     "portrait_edit": lambda job: "portrait edit",
     "face_swap": lambda job: f"face swapped into {job.driving_name}",
     "live_recording": _live_recording_label,
+    "image": lambda job: "picture",
 }
 
 
@@ -159,12 +163,21 @@ def job_label(job: JobView) -> str | None:
     return label(job) if label is not None else None
 
 
+# The noun a page uses for a job of each kind ("Delete this picture"); every other kind is an animation.
+KIND_NOUNS = {"image": "picture", "portrait_edit": "edited portrait", "face_swap": "face swap"}
+
+
+def job_noun(kind: str) -> str:
+    return KIND_NOUNS.get(kind, "animation")
+
+
 templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
 templates.env.globals.update(
     static_url=static_url,
     stage_label=stage_label,
     eta_text=eta_text,
     job_label=job_label,
+    job_noun=job_noun,
     costs_credit=costs_credit,
 )
 templates.env.filters.update(when=when, iso=iso, megabytes=megabytes)
@@ -195,6 +208,7 @@ def render(
         "flash": flash,
         "path": request.url.path,
         "settings": ctx.settings,
+        "avatar": avatar_version(ctx, user.id) if user else None,
         **context,
     }
     response = templates.TemplateResponse(request, template, values, status_code=status_code)

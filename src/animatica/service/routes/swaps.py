@@ -2,7 +2,9 @@
 
 A swap is a job of kind ``face_swap``; once queued it is followed, fetched (with Range),
 canceled and deleted through ``/api/v1/animations/{id}`` like any other job, and its result is
-an MP4 with the video's sound. It costs one credit per job, as an animation does.
+an MP4 with the video's sound, marked as generated. It costs one credit per job, as an animation
+does. Nothing is queued without ``consent=true``: the user's confirmation that they have the
+right to use both faces, which is kept with the job.
 """
 
 from typing import Annotated
@@ -40,8 +42,18 @@ def create_swap(
         bool, Form(description="Keep the video's eyes (default), so the gaze follows it.")
     ] = True,
     keep_mouth: Annotated[bool, Form(description="Keep the video's mouth interior (default).")] = True,
+    engine: Annotated[str, Form(description="auto (default) or a swap engine this server runs.")] = "auto",
+    consent: Annotated[
+        bool,
+        Form(
+            description="Required, true: you confirm that you have the right to use both faces (the "
+            "photo's and the video's). Stored with the job."
+        ),
+    ] = False,
 ) -> JSONResponse:
-    form = SwapForm(which=which, blend=blend, keep_eyes=keep_eyes, keep_mouth=keep_mouth)
+    form = SwapForm(
+        which=which, blend=blend, keep_eyes=keep_eyes, keep_mouth=keep_mouth, engine=engine, consent=consent
+    )
     job_id = submit_swap(ctx, user, face, video, form, reference=reference)
     view = job_view(load_job(ctx, user.id, job_id))
     return JSONResponse(

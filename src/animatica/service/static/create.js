@@ -1,9 +1,10 @@
 // The Create page: drag-and-drop pickers with previews, early checks, upload with progress.
 // The server checks everything again by content; these checks only spare a pointless upload.
+// The Face swap page has the same two pickers (same element ids) and uses this script too.
 "use strict";
 
 (() => {
-  const form = document.getElementById("create-form");
+  const form = document.getElementById("create-form") || document.getElementById("swap-form");
   if (!form) {
     return;
   }
@@ -40,7 +41,9 @@
       extensions: ["mp4", "m4v", "mov", "avi", "webm", "gif"],
     },
   };
-  const ready = { image: false, video: false };
+  // A picture chosen from an earlier job ("Animate this") counts until a file replaces it.
+  const chosenJob = form.elements.source_job;
+  const ready = { image: Boolean(chosenJob), video: false };
 
   const megabytes = (bytes) => `${(bytes / (1024 * 1024)).toFixed(bytes < 1024 * 1024 ? 2 : 1)} MB`;
 
@@ -143,6 +146,9 @@
       ready[kind] = false;
       if (!file) {
         clearPreview();
+        if (kind === "image" && chosenJob) {
+          chosenJob.remove(); // the earlier picture's preview is gone too: the choice is over
+        }
         update();
         return;
       }
@@ -287,12 +293,12 @@
         body = {};
       }
       if (request.status === 202 && body.url) {
-        uploadLabel.textContent = "Starting your animation…";
+        uploadLabel.textContent = "Starting…";
         window.location.assign(body.url);
         return;
       }
       if (request.status === 401) {
-        window.location.assign("/signin?next=/create");
+        window.location.assign(`/signin?next=${encodeURIComponent(window.location.pathname)}`);
         return;
       }
       if (request.status === 402) {

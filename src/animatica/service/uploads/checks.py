@@ -54,6 +54,21 @@ class PictureUpload:
     plan: Plan
 
 
+@dataclass(frozen=True)
+class VideoUpload:
+    """One received video, for a job whose picture is already stored (one of the user's earlier)."""
+
+    driving: Path
+    driving_label: str
+    plan: Plan
+    max_seconds: float | None = None
+
+
+def check_video_upload(upload: VideoUpload, limits: MediaLimits) -> DrivingVideo:
+    """The video's check alone, within ``limits``."""
+    return validate_video(upload.driving, upload.driving_label, upload.plan, limits, upload.max_seconds)
+
+
 def check_picture_upload(upload: PictureUpload, limits: MediaLimits) -> SourceImage:
     """The picture's check alone, within ``limits``."""
     return validate_image(upload.source, upload.source_label, upload.plan, upload.normalized_source, limits)
@@ -130,6 +145,17 @@ def check_picture(upload: PictureUpload, settings: Settings) -> SourceImage:
         settings,
         "The uploaded picture could not be checked because the decoder stopped on it; "
         "save it again as a JPG or PNG picture.",
+    )
+
+
+def check_video(upload: VideoUpload, settings: Settings) -> DrivingVideo:
+    """`check` for a lone video."""
+    return _in_check_process(
+        check_video_upload,
+        upload,
+        settings,
+        "The uploaded video could not be checked because the decoder stopped on it; "
+        "save it again as an MP4 video.",
     )
 
 

@@ -31,6 +31,8 @@ VIDEO_FORMATS = {"mov,mp4,m4a,3gp,3g2,mj2": "mp4", "avi": "avi", "matroska,webm"
 VIDEO_NAMES = "an MP4, MOV, AVI, WebM or GIF video"
 # The rate animations are written at when a video declares none (as the pipeline does).
 DEFAULT_RATE = 25.0
+# A nominal rate a hair over a plan's limit (30000/1001 against 30, a variable-rate average) passes.
+FPS_TOLERANCE = 1.01
 _MARKUP = (b"<html", b"<!doctype", b"<script", b"<svg", b"<iframe", b"<body", b"<?php", b"javascript:")
 _SCAN_CHUNK = 1024 * 1024
 
@@ -222,5 +224,10 @@ def validate_video(
     if max(info.width, info.height) > plan.max_side:
         raise Invalid(
             f"{label} is {info.width}x{info.height}; your plan allows up to {plan.max_side} px per side."
+        )
+    if info.fps is not None and info.fps > plan.max_fps * FPS_TOLERANCE:
+        raise Invalid(
+            f"{label} runs at {info.fps:.3g} fps; your plan allows up to {plan.max_fps:g} fps, export it "
+            f"at {plan.max_fps:g} fps or less and upload it again."
         )
     return DrivingVideo(path, extension, info.width, info.height, duration, info.fps, frames, max_frames)

@@ -1,0 +1,1 @@
+"""Picture creation: Stable Diffusion operations, style transfer, prompts and the content filter."""
