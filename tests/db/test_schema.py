@@ -163,7 +163,7 @@ def test_app_and_workers_starting_together_migrate_once(fresh_url: str) -> None:
         subprocess.Popen([sys.executable, "-c", code, fresh_url], stderr=subprocess.PIPE) for _ in range(3)
     ]
     failures = [p.stderr.read().decode() for p in processes if p.wait(120) != 0 and p.stderr]
-    assert failures == []
+    assert not failures, "\n".join(failure[-1500:] for failure in failures)
     db = Database(fresh_url)
     try:
         _schema_matches_models(db)

