@@ -54,6 +54,15 @@ def cpu_model() -> str:
     return "unknown"
 
 
+def simd_flags() -> list[str]:
+    """The CPU's vector flags that decide the float32 and bf16 rates (AVX2, AVX-512, bf16 units, AMX)."""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            flags = line.split(":", 1)[1].split()
+            return sorted(f for f in flags if f.startswith(("avx2", "avx512f", "avx512_bf16", "amx")))
+    return []
+
+
 def timed(fn, rounds: int = 1) -> float:
     best = float("inf")
     for _ in range(rounds):
@@ -92,8 +101,9 @@ def tiny_picture_seconds() -> float:
     with tempfile.TemporaryDirectory() as folder:
         model = build_tiny_pipeline(Path(folder), "text2img")
         request = ImageRequest(prompt="a lighthouse", size=(64, 64), steps=3)
-        run_image_request(request, ImageModels(diffusion=model))
-        return timed(lambda: run_image_request(request, ImageModels(diffusion=model)), rounds=3)
+        models = ImageModels(diffusion=model)
+        run_image_request(request, models, precision="fp32")  # float32, as the SD 1.5 parts below
+        return timed(lambda: run_image_request(request, models, precision="fp32"), rounds=3)
 
 
 @torch.inference_mode()
@@ -132,11 +142,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    from animatica.cli_images import offline
+    from animatica.images.pipelines import stay_offline
 
-    offline()  # no network, no loading bars
+    stay_offline()  # no network, no loading bars
     report: dict[str, object] = {
         "cpu": cpu_model(),
+        "cpu_flags": " ".join(simd_flags()),
         "threads": torch.get_num_threads(),
         "load_average": os.getloadavg()[0],
         "matmul_gflops": matmul_gflops(),

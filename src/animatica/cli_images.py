@@ -6,7 +6,6 @@ every command runs strictly offline: the Hugging Face libraries are told so befo
 
 from __future__ import annotations
 
-import os
 import secrets
 import sys
 from collections.abc import Callable
@@ -82,20 +81,6 @@ PrecisionOpt = Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16 (CUDA)
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 
 
-def offline() -> None:
-    """Keep the Hugging Face libraries off the network and quiet, before they are first imported."""
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["TRANSFORMERS_OFFLINE"] = "1"
-    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    import diffusers
-    import transformers
-
-    diffusers.utils.logging.set_verbosity_error()
-    diffusers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-
-
 def _models(
     model: Path | None = None, upscale_model: Path | None = None, loras: list[str] | None = None
 ) -> Any:
@@ -165,11 +150,12 @@ def _run(request: Any, models: Any, output: Path, device: str, precision: str, q
 
     from PIL.PngImagePlugin import PngInfo
 
+    from animatica.images.pipelines import stay_offline
     from animatica.images.run import run_image_request
 
     if output.suffix.lower() != ".png":
         fail("the output must be a .png file")
-    offline()
+    stay_offline()
     bar = _Bar(enabled=not quiet and sys.stderr.isatty())
     started = time.perf_counter()
     try:
@@ -200,8 +186,26 @@ def _run(request: Any, models: Any, output: Path, device: str, precision: str, q
     typer.echo(f"wrote {output} ({image.width}x{image.height}, seed {request.seed}) in {seconds:.1f} s")
 
 
-def _seed(seed: int | None) -> int:
-    return secrets.randbelow(2**31) if seed is None else seed
+def _drawing(
+    prompt: str,
+    negative: str,
+    steps: int,
+    guidance: float,
+    seed: int | None,
+    scheduler: str = "default",
+    lora: list[str] | None = None,
+) -> dict[str, Any]:
+    """The `ImageRequest` fields every drawing command takes alike: without ``--seed`` a fresh seed,
+    which `_run` records in the PNG so the picture can be made again."""
+    return {
+        "prompt": prompt,
+        "negative": negative,
+        "steps": steps,
+        "guidance": guidance,
+        "seed": secrets.randbelow(2**31) if seed is None else seed,
+        "scheduler": scheduler,
+        "loras": _loras(lora),
+    }
 
 
 @image_app.command("generate")
@@ -242,19 +246,13 @@ def generate(
         models = replace(models, controlnets=((control_kind, controlnet),))
     request = ImageRequest(
         operation="img2img" if init is not None else "generate",
-        prompt=prompt,
-        negative=negative,
         size=parse_size(size),
-        steps=steps,
-        guidance=guidance,
-        seed=_seed(seed),
-        scheduler=scheduler,
-        loras=_loras(lora),
         style_preset=style,
         init_image=init,
         strength=strength,
         control_image=control,
         control=control_kind,
+        **_drawing(prompt, negative, steps, guidance, seed, scheduler, lora),
     )
     _run(request, models, output, device, precision, quiet)
 
@@ -294,17 +292,11 @@ def inpaint(
         models = replace(models, inpaint=model)
     request = ImageRequest(
         operation="inpaint",
-        prompt=prompt,
-        negative=negative,
         size=parse_size(size) if size else _picture_size(source),
-        steps=steps,
-        guidance=guidance,
-        seed=_seed(seed),
-        scheduler=scheduler,
-        loras=_loras(lora),
         init_image=source,
         mask=mask,
         strength=strength,
+        **_drawing(prompt, negative, steps, guidance, seed, scheduler, lora),
     )
     _run(request, models, output, device, precision, quiet)
 
@@ -343,13 +335,9 @@ def upscale(
         target = (4 * width, 4 * height)
     request = ImageRequest(
         operation="upscale",
-        prompt=prompt,
-        negative=negative,
         size=target,
-        steps=steps,
-        guidance=guidance,
-        seed=_seed(seed),
         init_image=source,
+        **_drawing(prompt, negative, steps, guidance, seed),
     )
     _run(request, models, output, device, precision, quiet)
 
@@ -369,8 +357,9 @@ def models_check(
     """List the configured picture models and load each once: OK, missing or broken, and what to do."""
     from animatica.images.check import BROKEN, MISSING, check_models
     from animatica.images.models import ImageModels
+    from animatica.images.pipelines import stay_offline
 
-    offline()
+    stay_offline()
     models = ImageModels.from_settings(_settings(torch_threads=True))
     lines = check_models(models, device)
     for line in lines:
@@ -450,7 +439,9 @@ def prompt_from_video(
     caption_model = caption_model or models.caption
     llm = llm or models.prompt_llm
     if caption_model is not None or llm is not None:
-        offline()
+        from animatica.images.pipelines import stay_offline
+
+        stay_offline()
     if video is not None and caption_model is None:
         typer.echo("no captioning model configured: the video's frames are not described", err=True)
     draft = draft_prompt(

@@ -1,5 +1,6 @@
 """``animatica swap`` as a user runs it: a small clip with sound in, the same clip with another face out."""
 
+import json
 from pathlib import Path
 
 import av
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from tests.cli.test_cli import assert_one_line_error, assert_one_line_error_in_process, invoke, run
-from tests.face.swap_faces import other_person
+from tests.face.swap_faces import write_swap_inputs
 
 from animatica.errors import AnimaticaError
 from animatica.media.probe import probe
@@ -17,13 +18,7 @@ from animatica.swapping import SYNTHETIC_NOTE, SwapSettings, swap_request
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A face photo of one person, and one second of the demo clip (the astronaut, with a hum)."""
-    from animatica.demo import write_demo_driving
-
-    folder = tmp_path_factory.mktemp("swap")
-    photo = folder / "photo.png"
-    Image.fromarray(other_person()).save(photo)
-    return photo, write_demo_driving(folder / "clip.mp4", seconds=1.0, fps=10, size=192)
+    return write_swap_inputs(tmp_path_factory.mktemp("swap"))
 
 
 @pytest.mark.slow
@@ -108,3 +103,41 @@ def test_swap_requests_check_their_options_before_any_frame(inputs, tmp_path) ->
     request = swap_request(photo, clip, out, SwapSettings(which="index:1"))
     assert request.engine == "faceswap" and request.engine_options["which"] == "index:1"
     assert request.engine_options["fps"] == 10.0  # the smoothing is tuned to the clip's rate
+
+
+def talking_astronaut(path: Path, frames: int = 24, fps: int = 12) -> Path:
+    """The astronaut's head turning a little while the mouth opens and closes twice: motion with
+    expression in it, written as an MP4 (the original video of an evaluation)."""
+    import cv2
+    from tests.face.conftest import open_mouth
+    from tests.face.swap_faces import astronaut_face
+
+    from animatica.face.analyzer import get_analyzer
+    from animatica.media.writer import open_writer
+
+    head = astronaut_face(256)
+    analyzer = get_analyzer()
+    points = analyzer.landmarks(head, analyzer.detect(head, thorough=True)[0]).astype(np.float64)
+    with open_writer(path, fps) as writer:
+        for i in range(frames):
+            phase = 2 * np.pi * i / frames
+            talking = open_mouth(head, points, 7.0 * (1 - np.cos(2 * phase)) / 2)
+            turn = cv2.getRotationMatrix2D((128.0, 128.0), 4.0 * np.sin(phase), 1.0)
+            writer.write(cv2.warpAffine(talking, turn, (256, 256), borderMode=cv2.BORDER_REPLICATE))
+    return path
+
+
+@pytest.mark.slow
+def test_evaluate_swap_finds_the_photos_identity_and_the_actors_expression(inputs, tmp_path) -> None:
+    photo, _clip = inputs
+    clip = talking_astronaut(tmp_path / "talking.mp4")
+    out = tmp_path / "swapped.mp4"
+    result = invoke("evaluate-swap", "--face", str(photo), "--video", str(clip), "-o", str(out), "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output.strip().splitlines()[-1])
+    assert report["frames"] == report["measured"] == 24
+    # Measurably closer to the photo's identity than the actor was, and apart from the actor.
+    assert report["to_photo"] < report["original_to_photo"] - 0.05, report
+    assert report["to_original"] > 0.3, report
+    assert report["expression_correlation"] >= 0.8, report
+    assert report["jitter_swapped"] < 1.5 * report["jitter_original"] + 1e-3, report

@@ -5,8 +5,7 @@ import io
 import numpy as np
 import pytest
 import torch
-from tests.face.conftest import move
-from tests.face.swap_faces import astronaut_face, other_person
+from tests.face.swap_faces import other_person, turning_clip
 
 from animatica.engines import (
     ANIMATION_ENGINES,
@@ -24,15 +23,7 @@ from animatica.face.analyzer import NoFaceError
 
 @pytest.fixture(scope="module")
 def clip() -> np.ndarray:
-    """Ten 240x320 frames of the astronaut turning a little, then two with nobody in them."""
-    face = astronaut_face(200)
-    frames = []
-    for i in range(10):
-        frame = np.full((240, 320, 3), 120, np.uint8)
-        frame[20:220, 60:260] = move(face, angle_deg=1.5 * i, shift=(i, 0.0), centre=(100.0, 90.0))
-        frames.append(frame)
-    empty = np.linspace(60, 200, 320, dtype=np.uint8)[None, :, None].repeat(240, 0).repeat(3, 2)
-    return np.stack([*frames, empty, empty])
+    return turning_clip(10)
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from tests.cli.test_cli import assert_one_line_error_in_process, invoke
 from tests.face import onnx_models
-from tests.face.conftest import move
-from tests.face.swap_faces import astronaut_face, other_person, side_by_side
+from tests.face.swap_faces import astronaut_face, other_person, side_by_side, turning_clip, write_swap_inputs
 
 from animatica.engines import (
     ENGINES,
@@ -43,15 +41,7 @@ def engine(files) -> OnnxSwapEngine:
 
 @pytest.fixture(scope="module")
 def clip() -> np.ndarray:
-    """Eight 240x320 frames of the astronaut turning a little, then two with nobody in them."""
-    face = astronaut_face(200)
-    frames = []
-    for i in range(8):
-        frame = np.full((240, 320, 3), 120, np.uint8)
-        frame[20:220, 60:260] = move(face, angle_deg=1.5 * i, shift=(i, 0.0), centre=(100.0, 90.0))
-        frames.append(frame)
-    empty = np.linspace(60, 200, 320, dtype=np.uint8)[None, :, None].repeat(240, 0).repeat(3, 2)
-    return np.stack([*frames, empty, empty])
+    return turning_clip(8)
 
 
 def roundtrip(engine: OnnxSwapEngine, state):
@@ -150,12 +140,7 @@ def test_a_photo_or_a_video_without_a_face_is_refused(engine, clip) -> None:
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    from animatica.demo import write_demo_driving
-
-    folder = tmp_path_factory.mktemp("swap-onnx")
-    photo = folder / "photo.png"
-    Image.fromarray(other_person()).save(photo)
-    return photo, write_demo_driving(folder / "clip.mp4", seconds=1.0, fps=10, size=192)
+    return write_swap_inputs(tmp_path_factory.mktemp("swap-onnx"))
 
 
 def test_the_command_swaps_a_clip_with_the_operators_models(inputs, files, tmp_path) -> None:

@@ -6,7 +6,10 @@ identity that dlib detects and embeds (about 0.8 from the astronaut's, well past
 separates people), so a swap between the two has an identity to move towards.
 """
 
+from collections.abc import Iterable, Iterator
+from fractions import Fraction
 from functools import cache
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -45,3 +48,57 @@ def side_by_side(left: np.ndarray, right: np.ndarray, gap: int = 40) -> np.ndarr
     x = 2 * gap + left.shape[1]
     frame[gap : gap + right.shape[0], x : x + right.shape[1]] = right
     return frame
+
+
+def turning_clip(frames: int) -> np.ndarray:
+    """``frames`` 240x320 frames of the astronaut turning a little, then two with nobody in them."""
+    from tests.face.conftest import move
+
+    face = astronaut_face(200)
+    out = []
+    for i in range(frames):
+        frame = np.full((240, 320, 3), 120, np.uint8)
+        frame[20:220, 60:260] = move(face, angle_deg=1.5 * i, shift=(i, 0.0), centre=(100.0, 90.0))
+        out.append(frame)
+    empty = np.linspace(60, 200, 320, dtype=np.uint8)[None, :, None].repeat(240, 0).repeat(3, 2)
+    return np.stack([*out, empty, empty])
+
+
+def write_swap_inputs(folder: Path) -> tuple[Path, Path]:
+    """A face photo of one person, and one second of the demo clip (the astronaut, with a hum)."""
+    from animatica.demo import write_demo_driving
+
+    photo = folder / "photo.png"
+    Image.fromarray(other_person()).save(photo)
+    return photo, write_demo_driving(folder / "clip.mp4", seconds=1.0, fps=10, size=192)
+
+
+def actor_frames(frames: int, side: int = 128, every: int = 1) -> Iterator[np.ndarray]:
+    """The astronaut's head, ``side`` px, moving one pixel sideways every ``every`` frames."""
+    base = astronaut_face(side)
+    for index in range(frames):
+        yield np.ascontiguousarray(np.roll(base, index // every, axis=1))
+
+
+def write_clip(path: Path, frames: Iterable[np.ndarray], fps: int = 8) -> Path:
+    """``frames`` (RGB, all one even size) as an H.264 MP4, with no sound."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(fps))
+        stream.pix_fmt = "yuv420p"
+        for index, frame in enumerate(frames):
+            if index == 0:
+                stream.height, stream.width = frame.shape[:2]
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def write_actor_inputs(folder: Path, frames: int, side: int = 128, every: int = 1) -> tuple[Path, Path]:
+    """``someone.png`` (`other_person`) and ``actor.mp4`` (`actor_frames` at 8 fps) in ``folder``."""
+    photo = folder / "someone.png"
+    Image.fromarray(other_person()).save(photo)
+    return photo, write_clip(folder / "actor.mp4", actor_frames(frames, side, every))

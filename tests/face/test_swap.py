@@ -172,3 +172,16 @@ def test_a_chosen_face_stays_chosen_while_it_is_tracked(analyzer) -> None:
     assert [c > middle for c in _chosen_centres(later, tracks)] == [True]
     fresh = FaceTracks(analyzer, FaceChoice("largest"), smoothing=0.0)
     assert [c > middle for c in _chosen_centres(later, fresh)] == [False]
+
+
+def test_an_unchanged_video_scores_as_the_baseline_and_unequal_videos_are_refused(photo, analyzer) -> None:
+    from animatica.face.swap_quality import swap_quality
+
+    head = astronaut_face(200)
+    frames = [ndimage.shift(head, (0, s, 0), order=1, mode="nearest") for s in (0, 2, 4, 3)]
+    report = swap_quality(photo, iter(frames), iter(frames), analyzer=analyzer)
+    assert report.measured == 4 and report.to_original == 0.0
+    assert report.to_photo == report.original_to_photo > 0.6  # no closer to the photo: no swap
+    assert report.expression_correlation == pytest.approx(1.0)
+    with pytest.raises(AnimaticaError, match="different frame counts"):
+        swap_quality(photo, iter(frames), iter(frames[:3]), analyzer=analyzer)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -54,45 +55,27 @@ def test_generate_reproduces_with_a_seed_and_records_the_recipe(tiny, tmp_path) 
         assert not np.array_equal(np.asarray(a), np.asarray(c))
 
 
+def draw(output: Path, command: str, *options: object) -> tuple[int, int]:
+    """Run ``animatica image COMMAND OPTIONS --output OUTPUT``; the size of the picture it wrote."""
+    result = invoke("image", command, *map(str, options), "--output", str(output))
+    assert result.exit_code == 0, result.output
+    with Image.open(output) as picture:
+        return picture.size
+
+
 def test_inpaint_and_upscale_commands(tiny, pictures, tmp_path) -> None:
-    out = tmp_path / "inpainted.png"
-    result = invoke(
-        "image",
+    photo, mask, small = pictures["photo"], pictures["mask"], pictures["small"]
+    inpainted = draw(
+        tmp_path / "inpainted.png",
         "inpaint",
-        "--model",
-        str(tiny["inpaint"]),
-        "--prompt",
-        "a helmet",
-        "--input",
-        str(pictures["photo"]),
-        "--mask",
-        str(pictures["mask"]),
-        "--size",
-        "64x64",
-        "--steps",
-        "2",
-        "--output",
-        str(out),
+        *("--model", tiny["inpaint"], "--prompt", "a helmet", "--input", photo, "--mask", mask),
+        *("--size", "64x64", "--steps", 2),
     )
-    assert result.exit_code == 0, result.output
-    with Image.open(out) as picture:
-        assert picture.size == (64, 64)
-    out = tmp_path / "big.png"
-    result = invoke(
-        "image",
-        "upscale",
-        "--model",
-        str(tiny["upscale"]),
-        "--input",
-        str(pictures["small"]),
-        "--steps",
-        "2",
-        "--output",
-        str(out),
+    assert inpainted == (64, 64)
+    enlarged = draw(
+        tmp_path / "big.png", "upscale", "--model", tiny["upscale"], "--input", small, "--steps", 2
     )
-    assert result.exit_code == 0, result.output
-    with Image.open(out) as picture:
-        assert picture.size == (4 * 48, 4 * 40)  # 4x the input by default
+    assert enlarged == (4 * 48, 4 * 40)  # 4x the input by default
 
 
 @pytest.mark.slow

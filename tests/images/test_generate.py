@@ -56,6 +56,25 @@ def test_lora_changes_the_picture_with_its_weight_and_is_gone_afterwards(tiny) -
     assert np.array_equal(pixels(REQUEST, models), plain)
 
 
+def test_several_loras_apply_each_at_its_own_weight(tiny, tmp_path) -> None:
+    import shutil
+
+    from tests.images.tiny_models import build_tiny_lora
+
+    shutil.copy(tiny["loras"] / "ink.safetensors", tmp_path / "ink.safetensors")
+    build_tiny_lora(tmp_path / "chalk.safetensors", tiny["text2img"], seed=2)
+    models = ImageModels(diffusion=tiny["text2img"], lora_dir=tmp_path)
+    ink = pixels(replace(REQUEST, loras=(("ink.safetensors", 1.0),)), models)
+    chalk = pixels(replace(REQUEST, loras=(("chalk.safetensors", 0.7),)), models)
+    both = pixels(replace(REQUEST, loras=(("ink.safetensors", 1.0), ("chalk.safetensors", 0.7))), models)
+    assert not np.array_equal(both, ink) and not np.array_equal(both, chalk)
+    # A file at weight 0 adds nothing: the other keeps its own weight, not a shared one.
+    silent = pixels(replace(REQUEST, loras=(("ink.safetensors", 1.0), ("chalk.safetensors", 0.0))), models)
+    assert np.array_equal(silent, ink)
+    silent = pixels(replace(REQUEST, loras=(("ink.safetensors", 0.0), ("chalk.safetensors", 0.7))), models)
+    assert np.array_equal(silent, chalk)
+
+
 def test_lora_is_unloaded_from_the_loaded_pipeline_bit_for_bit(tiny) -> None:
     import torch
 

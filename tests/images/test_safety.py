@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from tests.images.tiny_text_models import TINY_BLOCKS, TINY_VISION
 
 from animatica.errors import ConfigError
 from animatica.images import prompts, safety
@@ -82,23 +83,7 @@ def _tiny_checker(folder: Path, flag_everything: bool, with_extractor: bool = Fa
     from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
     from transformers import CLIPConfig, CLIPImageProcessor
 
-    config = CLIPConfig(
-        text_config={
-            "hidden_size": 16,
-            "intermediate_size": 32,
-            "num_hidden_layers": 1,
-            "num_attention_heads": 2,
-        },
-        vision_config={
-            "hidden_size": 16,
-            "intermediate_size": 32,
-            "num_hidden_layers": 1,
-            "num_attention_heads": 2,
-            "image_size": 32,
-            "patch_size": 8,
-        },
-        projection_dim=8,
-    )
+    config = CLIPConfig(text_config=TINY_BLOCKS, vision_config=TINY_VISION, projection_dim=8)
     torch.manual_seed(0)
     model = StableDiffusionSafetyChecker(config).eval()
     with torch.no_grad():

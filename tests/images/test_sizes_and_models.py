@@ -129,6 +129,25 @@ def test_a_damaged_checkpoint_is_an_operator_error(tiny, tmp_path) -> None:
         )
 
 
+@pytest.mark.parametrize("form", ["folders", "files"])
+def test_weights_load_in_the_asked_type_without_a_deprecation_warning(tiny, form) -> None:
+    # A ControlNet pipeline goes through both loaders, a pipeline's and a model's; "files" loads the
+    # base from its checkpoint and the ControlNet from its own.
+    import warnings
+
+    import torch
+
+    from animatica.images.pipelines import load_pipeline
+
+    base, controlnet = tiny["controlnet"], tiny["controlnet"] / "controlnet"
+    if form == "files":
+        base, controlnet = tiny["text2img-file"], tiny["controlnet-file"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        pipe = load_pipeline("controlnet", base, "S", dtype=torch.bfloat16, controlnet=controlnet)
+    assert pipe.unet.dtype == pipe.vae.dtype == pipe.controlnet.dtype == torch.bfloat16
+
+
 def test_the_prompt_filter_runs_before_any_model_and_ignores_the_negative_prompt(tiny) -> None:
     from animatica.images.errors import PromptRefused
 

@@ -16,6 +16,10 @@ import torch
 
 EOS = "<eos>"
 UNK = "<unk>"
+# One transformer block a few channels wide, and a vision tower over 32-px pictures in 8-px patches:
+# the sizes of every tiny text or vision model here (BLIP's halves, the safety checker's CLIP).
+TINY_BLOCKS = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2}
+TINY_VISION = {**TINY_BLOCKS, "image_size": 32, "patch_size": 8}
 
 
 def build_tiny_captioner(folder: Path, seed: int = 0) -> Path:
@@ -37,25 +41,15 @@ def build_tiny_captioner(folder: Path, seed: int = 0) -> Path:
     )
     config = BlipConfig(
         text_config={
+            **TINY_BLOCKS,
             "vocab_size": len(words),
-            "hidden_size": 16,
-            "intermediate_size": 32,
-            "num_hidden_layers": 1,
-            "num_attention_heads": 2,
             "max_position_embeddings": 40,
             "bos_token_id": words.index("[DEC]"),
             "pad_token_id": 0,
             "sep_token_id": words.index("[SEP]"),
             "eos_token_id": words.index("[SEP]"),
         },
-        vision_config={
-            "hidden_size": 16,
-            "intermediate_size": 32,
-            "num_hidden_layers": 1,
-            "num_attention_heads": 2,
-            "image_size": 32,
-            "patch_size": 8,
-        },
+        vision_config=TINY_VISION,
         projection_dim=16,
     )
     torch.manual_seed(seed)

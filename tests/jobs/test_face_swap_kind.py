@@ -5,14 +5,12 @@ frame), and whose segments, planned once and joined by packet copy, give the who
 Segments here run in this process, one after the other: what the Celery workers run, without
 the broker."""
 
-from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
-from PIL import Image
-from tests.face.swap_faces import astronaut_face, other_person
+from tests.face.swap_faces import write_actor_inputs
 
 from animatica.errors import AnimaticaError
 from animatica.jobs import face_swap, kinds
@@ -29,21 +27,8 @@ def _frames(path: Path) -> list[np.ndarray]:
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("swap-kind")
-    photo = folder / "source.png"
-    Image.fromarray(other_person()).save(photo)
-    clip = folder / "driving.mp4"
-    with av.open(str(clip), "w") as container:
-        stream = container.add_stream("libx264", rate=Fraction(8))
-        stream.width = stream.height = SIDE
-        stream.pix_fmt = "yuv420p"
-        base = astronaut_face(SIDE)
-        for shift in range(12):  # 1.5 s at 8 fps: two segments of 1 s
-            frame = np.ascontiguousarray(np.roll(base, shift // 2, axis=1))
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    # 1.5 s at 8 fps: two segments of 1 s
+    photo, clip = write_actor_inputs(tmp_path_factory.mktemp("swap-kind"), 12, SIDE, every=2)
     return {"source": photo, "driving": clip}
 
 

@@ -126,3 +126,13 @@ def test_a_kind_reads_only_the_files_a_job_can_store() -> None:
         kinds.register(JobKind(name="odd", inputs=("mask",), result="x.png", run=run))
     with pytest.raises(ValueError):
         kinds.register(JobKind(name="odd", inputs=(), result="x.png", run=run))
+
+
+def test_warming_every_built_in_kind_on_default_settings_reports_no_failure(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What a worker does at start-up: an engine it cannot run (no weights configured) is skipped
+    without alarming the operator, and nothing else may fail."""
+    with caplog.at_level("WARNING", logger="animatica"):
+        kinds.warm_all(settings)
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == []

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from tests.liveportrait.placeholder import write_placeholder_weights
 
-from animatica.liveportrait.layout import WEIGHT_FILES
 from animatica.settings import Settings
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -31,11 +31,7 @@ def photo(tmp_path: Path) -> Path:
 def placeholder_weights(tmp_path: Path) -> Path:
     """A folder laid out like the public weights (empty files): enough for the server to offer
     editing, not to run it; the worker is off in the tests that use it."""
-    folder = tmp_path / "liveportrait"
-    for name in WEIGHT_FILES:
-        (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        (folder / name).write_bytes(b"")
-    return folder
+    return write_placeholder_weights(tmp_path / "liveportrait")
 
 
 @pytest.fixture

@@ -241,6 +241,36 @@ def test_the_options_say_what_this_server_offers(client: TestClient, api: Any, m
     assert client.get("/api/v1/images/options").status_code == 401
 
 
+def test_the_api_takes_several_loras_each_at_its_own_weight(
+    make_client: Any, api: Any, model_folder: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "loras"
+    folder.mkdir()
+    names = [f"style{index}.safetensors" for index in range(6)]
+    for name in names:
+        (folder / name).write_bytes(b"")
+    client = make_client(
+        worker=False, diffusion_model=str(model_folder), lora_dir=str(folder), upload_check_processes=0
+    )
+    alice = api.signup_login(client, "alice")
+    offer = client.get("/api/v1/images/options", headers=api.bearer(alice)).json()
+    assert offer["loras"] == names and offer["max_loras"] == 5
+
+    def send(loras: list[str]) -> Any:
+        data = {"prompt": "a lighthouse at dusk", "loras": loras}
+        return client.post("/api/v1/images", headers=api.bearer(alice), data=data)
+
+    sent = send(["style2.safetensors:0.8", "style0.safetensors:-0.5", "style4.safetensors"])
+    assert sent.status_code == 202, sent.text
+    loras = [["style2.safetensors", 0.8], ["style0.safetensors", -0.5], ["style4.safetensors", 1.0]]
+    assert sent.json()["options"]["loras"] == loras
+    too_many = send(names)
+    assert too_many.status_code == 422 and "At most 5 LoRA files" in too_many.json()["detail"]
+    too_strong = send(["style1.safetensors:3"])
+    assert too_strong.status_code == 422 and "out of range" in too_strong.json()["detail"]
+    assert api.credits(client, alice) == 2  # only the accepted one took a credit
+
+
 # --- made by the worker ----------------------------------------------------------------------------
 
 

@@ -6,6 +6,7 @@ the clips are two frames long. The segment is checked against the reference's fl
 it asks for float32 on the CPU (as the engine tests do, whose loaded networks it then shares).
 """
 
+import io
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -87,15 +88,31 @@ def test_a_liveportrait_job_runs_over_http(
         assert submitted.json()["engine"] == "liveportrait"
         job = api.wait_for(client, tokens, submitted.json()["id"], timeout=1200)
         assert job["status"] == "succeeded", job
-        video = client.get(f"/api/v1/animations/{job['id']}/result", headers=api.bearer(tokens))
-    result = tmp_path / "result.mp4"
-    result.write_bytes(video.content)
-    with av.open(str(result)) as container:
-        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+        frames = _result_frames(client, api, tokens, job["id"])
+        # The engine's own options: a multiplier of 0 carries none of the motion, whatever else.
+        still = api.submit(
+            client, tokens, source, driving, engine="liveportrait", crop_face="false",
+            region="pose", stitching="false", driving_multiplier="0",
+        )  # fmt: skip
+        assert still.status_code == 202, still.text
+        still_job = api.wait_for(client, tokens, still.json()["id"], timeout=1200)
+        assert still_job["status"] == "succeeded", still_job
+        options = still_job["options"]
+        assert (options["region"], options["stitching"], options["driving_multiplier"]) == ("pose", False, 0)
+        still_frames = _result_frames(client, api, tokens, still_job["id"])
     assert len(frames) == 2 == job["frames"]
     assert frames[0].shape == (512, 512, 3)
     # the second frame moves against the first (the initial frame, which shows the source's pose)
     assert np.abs(frames[1].astype(float) - frames[0]).mean() > 2
+    assert len(still_frames) == 2
+    assert np.abs(still_frames[1].astype(float) - still_frames[0]).mean() < 0.5, "no motion at all"
+    assert np.abs(still_frames[1].astype(float) - frames[1]).mean() > 2
+
+
+def _result_frames(client: TestClient, api: Any, tokens: dict[str, str], job_id: str) -> list[np.ndarray]:
+    video = client.get(f"/api/v1/animations/{job_id}/result", headers=api.bearer(tokens))
+    with av.open(io.BytesIO(video.content)) as container:
+        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
 
 
 def test_a_segment_starts_from_the_prepared_state(

@@ -163,6 +163,17 @@ def page(new_page: Callable[..., Any]) -> Any:
     return new_page()
 
 
+@contextmanager
+def open_page(browser: Any, url: str) -> Iterator[Any]:
+    """A page of ``url`` in a fresh context of ``browser``, for a module with a server of its own."""
+    context = browser.new_context(base_url=url, viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(WAIT_MS)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
 def screenshot(page: Any, name: str) -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
@@ -268,5 +279,6 @@ def web() -> Any:
         chromium=CHROMIUM,
         chromium_args=CHROMIUM_ARGS,
         serve_app=serve_app,
+        open_page=open_page,
         wait_ms=WAIT_MS,
     )

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from tests.liveportrait.placeholder import write_placeholder_weights
 
-from animatica.liveportrait.layout import WEIGHT_FILES
 from animatica.settings import Settings
 
 PASSWORD = "correct horse battery"
@@ -39,11 +39,7 @@ def _settings(tmp_path: Path, **overrides: Any) -> Settings:
 @pytest.fixture
 def weights(tmp_path: Path) -> Path:
     """A folder laid out like the public weights (empty files): the server offers editing."""
-    folder = tmp_path / "weights"
-    for name in WEIGHT_FILES:
-        (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        (folder / name).write_bytes(b"")
-    return folder
+    return write_placeholder_weights(tmp_path / "weights")
 
 
 @pytest.fixture

@@ -1,13 +1,15 @@
 """The "Create a picture" page over plain HTTP (no browser, worker off): what the server lacks is
-said with the setting to set, the operator's LoRA files are offered, the no-script form queues a
-picture job and the gallery shows it, "Fill from my video" writes a prompt from the title through
-the template, a finished picture becomes the avatar shown in the header, and the Create page takes
-an earlier picture as its source without an upload."""
+said with the setting to set, the operator's LoRA files are offered (several at once, each at a
+weight of its own), the no-script form queues a picture job and the gallery shows it, "Fill from
+my video" writes a prompt from the title through the template, a finished picture becomes the
+avatar shown in the header, and the Create page takes an earlier picture as its source without an
+upload."""
 
 import io
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -29,7 +31,8 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
     (model / "model_index.json").write_text("{}")
     loras = tmp_path / "loras"
     loras.mkdir()
-    (loras / "watercolor.safetensors").write_bytes(b"")
+    for name in ("watercolor.safetensors", "ink.safetensors", "unused.safetensors"):
+        (loras / name).write_bytes(b"")
     settings = _settings(tmp_path, diffusion_model=str(model), lora_dir=str(loras), upload_check_processes=0)
     with TestClient(create_app(settings), follow_redirects=False) as client:
         sign_up(client, "artist")
@@ -53,6 +56,14 @@ def png(size: tuple[int, int] = (120, 80)) -> bytes:
     return buffer.getvalue()
 
 
+def post_picture(client: TestClient, ticked: list[str], weights: list[str], **fields: str) -> Any:
+    """The no-script form as the browser posts it: every row of the LoRA picker sends its file and
+    its weight, ticked or not, and the ticked files are sent as ``loras``."""
+    rows = ["ink.safetensors", "unused.safetensors", "watercolor.safetensors"]
+    data = {"csrf_token": csrf(client), "prompt": "a cosy cabin in the woods", **fields}
+    return client.post("/pictures", data={**data, "loras": ticked, "lora_file": rows, "lora_weight": weights})
+
+
 def test_the_page_says_what_is_missing_offers_loras_and_queues_a_picture(client: TestClient) -> None:
     page = client.get("/pictures")
     assert page.status_code == 200
@@ -62,33 +73,31 @@ def test_the_page_says_what_is_missing_offers_loras_and_queues_a_picture(client:
         "ANIMATICA_INPAINT_MODEL" in missing
         and "ANIMATICA_DIFFUSION_MODEL" not in missing.split("</section>")[0]
     )
-    assert 'value="watercolor.safetensors"' in page.text
+    picker = page.text[page.text.index('id="lora-picker"') :].split("</fieldset>")[0]
+    for index, name in enumerate(["ink.safetensors", "unused.safetensors", "watercolor.safetensors"], 1):
+        assert f'name="loras" value="{name}"' in picker and f'<label for="lora-weight-{index}">' in picker
+    assert picker.count('name="lora_weight"') == 3
     assert "Your pictures will appear here." in page.text
 
-    sent = client.post(
-        "/pictures",
-        data={
-            "csrf_token": csrf(client),
-            "prompt": "a cosy cabin in the woods",
-            "size": "avatar",
-            "steps": "12",
-            "seed": "42",
-            "loras": "watercolor.safetensors",
-            "lora_weight": "0.5",
-        },
-    )
+    ticked = ["watercolor.safetensors", "ink.safetensors"]
+    sent = post_picture(client, ticked, ["-0.35", "2", "0.5"], size="avatar", steps="12", seed="42")
     assert sent.status_code == 303, sent.text
     job_id = sent.headers["location"].rsplit("/", 1)[1]
+    ctx = client.app.state.ctx  # type: ignore[attr-defined]
+    with ctx.db.read() as session:
+        options = session.get(Job, job_id).options
+    assert options["loras"] == [["watercolor.safetensors", 0.5], ["ink.safetensors", -0.35]]
     gallery = client.get("/pictures").text
     assert f'data-job-id="{job_id}"' in gallery and "a cosy cabin in the woods" in gallery
     job = client.get(f"/jobs/{job_id}/status").json()
     assert job["status"] == "queued"
 
-    refused = client.post(
-        "/pictures",
-        data={"csrf_token": csrf(client), "prompt": "a fox", "size": "custom", "custom_size": "9x9"},
-    )
+    refused = post_picture(client, [], ["1", "1", "1"], size="custom", custom_size="9x9")
     assert refused.status_code == 422 and "out of range" in refused.text
+    too_strong = post_picture(client, ["ink.safetensors"], ["2.5", "1", "1"])
+    assert too_strong.status_code == 422 and "out of range" in too_strong.text
+    uneven = post_picture(client, ["ink.safetensors"], ["1", "1"])
+    assert uneven.status_code == 422 and "needs one weight" in uneven.text
 
 
 def test_fill_from_my_video_writes_a_prompt_from_its_title(client: TestClient, tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """The "Create a picture" page in Chromium, against a server whose Stable Diffusion model is a tiny
-random-weight pipeline built in a temporary folder: write a prompt, create the picture, follow the
-job to its picture, "Animate this" opens the Create page with that picture as its source, and an
-animation started there uses it; "Use as avatar" puts it in the header."""
+random-weight pipeline built in a temporary folder: write a prompt, pick two LoRA styles at weights
+of their own, create the picture, follow the job to its picture, "Animate this" opens the Create
+page with that picture as its source, and an animation started there uses it; "Use as avatar" puts
+it in the header."""
 
 import re
 from collections.abc import Iterator
@@ -16,15 +17,22 @@ expect = pytest.importorskip(
 
 pytestmark = pytest.mark.slow
 PROMPT = "a lighthouse on a cliff at dusk"
+LORAS = ("chalk.safetensors", "ink.safetensors", "neon.safetensors")
 
 
 @pytest.fixture
 def picture_server(web: Any, tmp_path: Path) -> Iterator[Any]:
-    from tests.images.tiny_models import build_tiny_pipeline
+    from tests.images.tiny_models import build_tiny_lora, build_tiny_pipeline
 
     model = build_tiny_pipeline(tmp_path / "tiny-sd", "text2img")
+    for seed, name in enumerate(LORAS, 1):
+        build_tiny_lora(tmp_path / "loras" / name, model, seed=seed)
     with web.serve_app(
-        tmp_path / "home", diffusion_model=str(model), worker_mode="thread", upload_check_processes=0
+        tmp_path / "home",
+        diffusion_model=str(model),
+        lora_dir=str(tmp_path / "loras"),
+        worker_mode="thread",
+        upload_check_processes=0,
     ) as server:
         yield server
 
@@ -37,7 +45,11 @@ def picture_page(chromium: Any, picture_server: Any, web: Any) -> Iterator[Any]:
     context.close()
 
 
-def test_create_a_picture_then_animate_it(picture_page: Any, web: Any, media: Any) -> None:
+def test_create_a_picture_then_animate_it(
+    picture_page: Any, picture_server: Any, web: Any, media: Any
+) -> None:
+    from tests.conftest import load_job
+
     page = picture_page
     web.sign_up(page, "artist")
     page.get_by_role("link", name="Create a picture").click()
@@ -50,10 +62,18 @@ def test_create_a_picture_then_animate_it(picture_page: Any, web: Any, media: An
     page.locator("#advanced > summary").click()
     page.get_by_label("Steps", exact=True).fill("2")
     page.get_by_label("Seed", exact=True).fill("4")
+    # Two of the three LoRA styles, each at its own weight
+    page.get_by_label("neon.safetensors", exact=True).check()
+    page.get_by_label("Weight of neon.safetensors").fill("-0.4")
+    page.get_by_label("chalk.safetensors", exact=True).check()
+    page.get_by_label("Weight of chalk.safetensors").fill("0.75")
+    page.get_by_label("Weight of ink.safetensors").fill("2")  # not ticked: not applied
     page.get_by_role("button", name="Create picture").click()
 
     page.wait_for_url(re.compile(r"/jobs/[0-9a-f]+$"))
     job_id = page.url.rsplit("/", 1)[1]
+    loras = load_job(picture_server.app.state.ctx.db, job_id).options["loras"]
+    assert loras == [["chalk.safetensors", 0.75], ["neon.safetensors", -0.4]]
     expect(page.locator("#result-picture")).to_be_visible()  # the job page reloads once it is done
     page.wait_for_function("document.getElementById('result-picture').naturalWidth === 96")
     web.screenshot(page, "picture-made")

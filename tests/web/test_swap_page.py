@@ -5,7 +5,6 @@ generated and stamped with the visible mark."""
 
 import io
 import re
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ import av
 import numpy as np
 import pytest
 from PIL import Image
-from tests.face.swap_faces import astronaut_face, other_person
+from tests.face.swap_faces import actor_frames, astronaut_face, other_person, write_clip
 
 expect = pytest.importorskip(
     "playwright.sync_api", reason="browser tests need the playwright package (pip install playwright)"
@@ -26,18 +25,7 @@ SIDE = 128
 
 def _clip(path: Path, frames: int = 6) -> Path:
     """The astronaut, moving a little, ``frames`` frames at 8 fps."""
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=Fraction(8))
-        stream.width = stream.height = SIDE
-        stream.pix_fmt = "yuv420p"
-        base = astronaut_face(SIDE)
-        for shift in range(frames):
-            frame = np.ascontiguousarray(np.roll(base, shift, axis=1))
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    return write_clip(path, actor_frames(frames, SIDE))
 
 
 def _jobs(live_server: Any, username: str) -> list[Any]:

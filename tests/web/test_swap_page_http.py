@@ -11,15 +11,12 @@ in the browser test.
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import av
 import pytest
 from fastapi.testclient import TestClient
-from PIL import Image
-from tests.face.swap_faces import astronaut_face, other_person
+from tests.face.swap_faces import write_actor_inputs
 
 from animatica.settings import Settings
 
@@ -55,18 +52,7 @@ def browser(tmp_path: Path) -> Iterator[TestClient]:
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
-    folder = tmp_path_factory.mktemp("swap-page")
-    photo = folder / "someone.png"
-    Image.fromarray(other_person()).save(photo)
-    clip = folder / "actor.mp4"
-    with av.open(str(clip), "w") as container:
-        stream = container.add_stream("libx264", rate=Fraction(8))
-        stream.width = stream.height = 128
-        stream.pix_fmt = "yuv420p"
-        for packet in stream.encode(av.VideoFrame.from_ndarray(astronaut_face(128), format="rgb24")):
-            container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    photo, clip = write_actor_inputs(tmp_path_factory.mktemp("swap-page"), frames=1)
     return {"photo": photo.read_bytes(), "clip": clip.read_bytes()}
 
 

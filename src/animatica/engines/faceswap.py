@@ -20,7 +20,7 @@ triangulation is rebuilt from them, deterministically) and the tracks' memory.
 """
 
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,9 +28,8 @@ import torch
 from animatica.engines.base import StateError, check_state_dict
 from animatica.engines.tracked_swap import TrackedSwapEngine, TrackedSwapState
 from animatica.errors import AnimaticaError
-from animatica.face.analyzer import DetectorName, as_rgb
+from animatica.face.analyzer import as_rgb
 from animatica.face.swap import BLENDS, SwapOptions, SwapSource, prepare_source, source_from_parts, swap_face
-from animatica.face.tracks import REFERENCE_THRESHOLD
 
 STATE_VERSION = 1  # of ``state_to_dict``'s layout
 
@@ -46,44 +45,21 @@ class FaceSwapEngine(TrackedSwapEngine):
     def __init__(
         self,
         *,
-        which: str = "largest",
-        reference: list[float] | None = None,
-        reference_threshold: float = REFERENCE_THRESHOLD,
-        smoothing: float = 0.5,
         keep_mouth: bool = True,
         keep_eyes: bool = True,
         blend: str = "poisson",
         lighting: bool = True,
-        detector: DetectorName = "hog",
-        fps: float = 30.0,
-        rescan_every: int = 8,
         max_side: int = 512,
         work_side: int = 160,
-        source_name: str | None = None,
+        **tracking: Any,
     ) -> None:
-        super().__init__(
-            which=which,
-            reference=reference,
-            reference_threshold=reference_threshold,
-            smoothing=smoothing,
-            detector=detector,
-            fps=fps,
-            rescan_every=rescan_every,
-            source_name=source_name,
-        )
+        """``tracking``: the face choice and tracking options (`TrackedSwapEngine`)."""
+        super().__init__(**tracking)
         if blend not in BLENDS:
             raise AnimaticaError(f"Unknown blend {blend!r}: use {' or '.join(BLENDS)}.")
         self.options = SwapOptions(keep_mouth=keep_mouth, keep_eyes=keep_eyes, blend=blend, lighting=lighting)  # type: ignore[arg-type]
         self.max_side = max_side
         self.work_side = work_side
-
-    @classmethod
-    def load(cls, **options: Any) -> Self:
-        """No weights to load; the face models are loaded (once per process) on first use."""
-        return cls(**options)
-
-    def preload(self) -> None:
-        self.preload_face_models()
 
     def prepare(self, source: np.ndarray, initial_driving: np.ndarray) -> FaceSwapState:
         photo = prepare_source(

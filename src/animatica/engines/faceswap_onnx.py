@@ -15,7 +15,7 @@ caller from its settings; a job row never carries them) and are loaded once per 
 import inspect
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
 
@@ -57,14 +57,6 @@ class OnnxSwapEngine(TrackedSwapEngine):
         super().__init__(**tracking)
         files = ox.SwapModelFiles(swap_model, identity_model)
         self.models = ox.load_models(files, threads)
-
-    @classmethod
-    def load(cls, **options: Any) -> Self:
-        return cls(**options)
-
-    def preload(self) -> None:
-        """The models are loaded with the engine; the face toolkit's models are loaded here."""
-        self.preload_face_models()
 
     def prepare(self, source: np.ndarray, initial_driving: np.ndarray) -> OnnxSwapState:
         photo = as_rgb(source)

@@ -10,7 +10,7 @@ thing whichever engine runs it.
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
@@ -96,7 +96,13 @@ class TrackedSwapEngine:
         """How messages name the face photo."""
         return f"the face photo {self.source_name}" if self.source_name else "the face photo"
 
-    def preload_face_models(self) -> None:
+    @classmethod
+    def load(cls, **options: Any) -> Self:
+        """A swap engine's own files (if any) are read by its constructor; the face models, shared
+        by all, once per process on first use or by `preload`."""
+        return cls(**options)
+
+    def preload(self) -> None:
         """The face models (seconds to read) are loaded here, not by the first frame of the first job."""
         from animatica.face import models
 

@@ -5,12 +5,15 @@ A video is cropped in two passes: the first finds the face on every ``every``-th
 follows it by overlap (IoU) so another face walking in does not steal the crop; the boxes are
 interpolated across frames not looked at (or where the face was missed) and smoothed in time,
 so the crop glides with the head instead of trembling with the detector. The second pass cuts
-and resizes. Photos get the same framing from one detection.
+and resizes. Photos get the same framing from one detection. `crop_file` (``animatica crop``)
+can instead cut as the liveportrait or vaegan engine cuts (``face.portrait_crop``), so that what a
+user prepares or inspects is exactly what that engine will animate.
 """
 
 import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -23,6 +26,9 @@ from animatica.media.limits import DEFAULT_LIMITS, MediaLimits
 from animatica.media.probe import probe
 from animatica.media.reader import iter_frames, read_image
 from animatica.media.writer import open_writer
+
+if TYPE_CHECKING:
+    from animatica.face.portrait_crop import Framing
 
 DEFAULT_SCALE = 1.8  # crop side / landmark box side
 DEFAULT_OFFSET = (0.0, -0.1)  # shift of the crop centre, in crop sides (negative y: up, to keep the hair)
@@ -198,20 +204,31 @@ def crop_video(
     smooth: float = 8.0,
     face_index: int | None = None,
     limits: MediaLimits = DEFAULT_LIMITS,
+    framing: "Framing | None" = None,
 ) -> int:
-    """Write the face crop of a video (audio kept) read within ``limits``; returns the frames written."""
+    """Write the face crop of a video (audio kept) read within ``limits``; returns the frames written.
+
+    With a ``framing`` (``face.portrait_crop``), the video is tracked and cut as the engine of that
+    framing cuts its driving video, windows reaching past the frame included; ``scale``, ``offset``,
+    ``every`` and ``smooth`` are then the framing's and the engine's.
+    """
     info = probe(input, limits)
     rate = info.frame_rate or info.fps or 25.0
-    frames = crop_frames_iter(
-        lambda: iter_frames(input, limits=limits),
-        size,
-        scale=scale,
-        offset=offset,
-        every=every,
-        smooth=smooth,
-        face_index=face_index,
-        what=f"the video {input.name}",
-    )
+    what = f"the video {input.name}"
+
+    def open_frames() -> Iterator[np.ndarray]:
+        return iter_frames(input, limits=limits)
+
+    if framing is not None:
+        from animatica.face.portrait_crop import crop_with_windows, track_windows
+
+        windows = track_windows(open_frames(), framing=framing, face_index=face_index, what=what)
+        frames = crop_with_windows(open_frames(), windows, size)
+    else:
+        frames = crop_frames_iter(
+            open_frames, size, scale=scale, offset=offset, every=every, smooth=smooth,
+            face_index=face_index, what=what,
+        )  # fmt: skip
     written = 0
     with open_writer(output, rate, audio_from=input if info.has_audio else None) as writer:
         for frame in frames:
@@ -229,16 +246,20 @@ def crop_image_file(
     offset: tuple[float, float] = DEFAULT_OFFSET,
     face_index: int | None = None,
     limits: MediaLimits = DEFAULT_LIMITS,
+    framing: "Framing | None" = None,
 ) -> None:
-    """Write the face crop of a photo read within ``limits``; the output appears complete or not at all."""
-    cropped = crop_image(
-        read_image(input, limits),
-        size,
-        scale=scale,
-        offset=offset,
-        face_index=face_index,
-        what=f"the image {input.name}",
-    )
+    """Write the face crop of a photo read within ``limits``; the output appears complete or not at all.
+
+    With a ``framing`` (``face.portrait_crop``), the photo is cut as the engine of that framing cuts
+    its source (turned upright where the framing says), instead of by ``scale`` and ``offset``.
+    """
+    image, what = read_image(input, limits), f"the image {input.name}"
+    if framing is not None:
+        from animatica.face.portrait_crop import crop_portrait
+
+        cropped = crop_portrait(image, size, framing=framing, face_index=face_index, what=what).image
+    else:
+        cropped = crop_image(image, size, scale=scale, offset=offset, face_index=face_index, what=what)
     fmt = Image.registered_extensions().get(output.suffix.lower())
     if fmt is None:
         raise MediaError(f"Cannot write {output.name}: give the output image a .png or .jpg suffix.")
@@ -251,3 +272,47 @@ def crop_image_file(
         raise MediaError(
             f"Cannot write {output}: {exc}; choose a writable path ending in .png or .jpg."
         ) from exc
+
+
+def crop_file(
+    input: Path,
+    output: Path,
+    *,
+    framing: str = "plain",
+    size: int | None = None,
+    scale: float | None = None,
+    offset: tuple[float | None, float | None] = (None, None),
+    face_index: int | None = None,
+    limits: MediaLimits = DEFAULT_LIMITS,
+) -> int | None:
+    """``animatica crop``: the face crop of a photo or a video; the frames written, None for a photo.
+
+    ``framing`` ``plain`` is this module's square box (``scale`` and ``offset`` default to
+    `DEFAULT_SCALE` and `DEFAULT_OFFSET`, ``size`` to 256); an engine's name (``liveportrait``,
+    ``vaegan``) cuts as that engine does (``face.portrait_crop.engine_framing``), the photo's
+    framing for a photo and the driving video's for a video, with ``scale`` and ``offset`` changing
+    the framing's own values where given; liveportrait's ``size`` defaults to the 512 pixels its
+    reference implementation cuts at.
+    """
+    from dataclasses import replace
+
+    from animatica.face.portrait_crop import DEFAULT_SIZE, engine_framing
+
+    photo = probe(input, limits).kind == "image"
+    options: dict[str, Any] = {"face_index": face_index, "limits": limits}
+    if framing == "plain":
+        shift = tuple(
+            default if given is None else given for given, default in zip(offset, DEFAULT_OFFSET, strict=True)
+        )
+        options.update(scale=DEFAULT_SCALE if scale is None else scale, offset=shift)
+    else:
+        changes = {"scale": scale, "vx": offset[0], "vy": offset[1]}
+        chosen = engine_framing(framing, photo=photo)
+        options["framing"] = replace(
+            chosen, **{key: value for key, value in changes.items() if value is not None}
+        )
+    side = size if size is not None else DEFAULT_SIZE if framing == "liveportrait" else 256
+    if photo:
+        crop_image_file(input, output, side, **options)
+        return None
+    return crop_video(input, output, side, **options)

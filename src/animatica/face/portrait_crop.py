@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from animatica.errors import AnimaticaError
 from animatica.face.analyzer import FaceAnalyzer, get_analyzer, select_face
 from animatica.face.crop import track_boxes
 
@@ -73,6 +74,18 @@ def framings(engine: str) -> tuple[Framing, Framing]:
     if engine == "vaegan":
         return VAEGAN_SOURCE, VAEGAN_DRIVING
     return PLAIN_SOURCE, PLAIN_DRIVING
+
+
+# The engines whose framing ``animatica crop --framing`` offers besides its plain square box.
+ENGINE_FRAMINGS = ("liveportrait", "vaegan")
+
+
+def engine_framing(engine: str, *, photo: bool) -> Framing:
+    """The framing ``engine`` cuts a photo with (``photo``) or a driving video with."""
+    if engine not in ENGINE_FRAMINGS:
+        raise AnimaticaError(f"Unknown framing {engine!r}; use plain, {', '.join(ENGINE_FRAMINGS)}.")
+    source, driving = framings(engine)
+    return source if photo else driving
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ an error naming the setting, never a download. The bundled safety checker of SD 
 from __future__ import annotations
 
 import contextlib
+import os
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,27 @@ _CLASSES = {
 }
 # Components of SD folders that the pipelines above may list but that are not loaded.
 _SKIPPED = {"safety_checker": None, "feature_extractor": None}
+
+
+def stay_offline() -> None:
+    """Tell the Hugging Face libraries to stay off the network and to keep quiet (no progress bars
+    in a worker's log), as every process that loads models should: before they are first imported,
+    where it can be arranged, since the hub reads its offline switch once.
+
+    peft's notice that a model gets several adapters is silenced too: a request with several LoRA
+    files loads one adapter per file on purpose (`loras_applied`).
+    """
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute", category=UserWarning)
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.set_verbosity_error()
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
 
 
 def pick_dtype(precision: str, device: torch.device) -> torch.dtype:
@@ -96,16 +119,25 @@ def load_pipeline(
     return pipe
 
 
+def dtype_keyword() -> str:
+    """The name diffusers' loaders take the weights' type under: ``dtype`` where it is understood
+    (``torch_dtype`` then only warns that it is deprecated), ``torch_dtype`` in earlier releases,
+    which would pass an unknown ``dtype`` on to the components instead of using it."""
+    import diffusers
+    from diffusers.utils import deprecation_utils
+    from packaging.version import Version
+
+    if hasattr(deprecation_utils, "_resolve_dtype") or Version(diffusers.__version__) >= Version("1.0"):
+        return "dtype"
+    return "torch_dtype"
+
+
 def _from_location(cls: Any, location: WeightsLocation, dtype: torch.dtype, extra: dict[str, Any]) -> Any:
+    """A diffusers class (pipeline or model) from a folder, or from one checkpoint and its configs."""
+    options = {"local_files_only": True, dtype_keyword(): dtype, **extra}
     if location.single_file:
-        return cls.from_single_file(
-            str(location.weights),
-            config=str(location.config),
-            local_files_only=True,
-            torch_dtype=dtype,
-            **extra,
-        )
-    return cls.from_pretrained(location.weights, local_files_only=True, torch_dtype=dtype, **extra)
+        return cls.from_single_file(str(location.weights), config=str(location.config), **options)
+    return cls.from_pretrained(location.weights, **options)
 
 
 def load_controlnet(path: Path, dtype: torch.dtype) -> Any:
@@ -113,11 +145,7 @@ def load_controlnet(path: Path, dtype: torch.dtype) -> Any:
 
     location = locate_weights(path, "ANIMATICA_CONTROLNET_MODELS", marker="config.json")
     try:
-        if location.single_file:
-            return ControlNetModel.from_single_file(
-                str(location.weights), config=str(location.config), local_files_only=True, torch_dtype=dtype
-            )
-        return ControlNetModel.from_pretrained(location.weights, local_files_only=True, torch_dtype=dtype)
+        return _from_location(ControlNetModel, location, dtype, {})
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise ImageModelMissing(
             f"ANIMATICA_CONTROLNET_MODELS: the ControlNet at {path} could not be loaded ({_first_line(exc)})."

@@ -253,18 +253,13 @@ def caption_frames(frames: Sequence[np.ndarray], model_dir: Path, device: str = 
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from animatica.device import resolve_device
-
-    folder = _model_folder(model_dir, "captioning")
-    try:
-        processor = AutoProcessor.from_pretrained(folder, local_files_only=True)
-        model = AutoModelForImageTextToText.from_pretrained(folder, local_files_only=True)
-    except (OSError, ValueError, KeyError) as exc:
-        raise ImageModelMissing(
-            f"the captioning model folder {folder.name} cannot be loaded ({type(exc).__name__}); give a "
-            "transformers image-to-text folder such as a BLIP captioning model saved with save_pretrained"
-        ) from None
-    model = model.to(resolve_device(device)).eval()
+    processor, model = _load(
+        (AutoProcessor, AutoModelForImageTextToText),
+        model_dir,
+        device,
+        "captioning",
+        "transformers image-to-text folder such as a BLIP captioning model saved with save_pretrained",
+    )
     captions = []
     with torch.inference_mode():
         for frame in frames:
@@ -280,18 +275,13 @@ def rewrite_prompt(draft: str, kind: str, model_dir: Path, device: str = "cpu") 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from animatica.device import resolve_device
-
-    folder = _model_folder(model_dir, "language")
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True)
-    except (OSError, ValueError, KeyError) as exc:
-        raise ImageModelMissing(
-            f"the language model folder {folder.name} cannot be loaded ({type(exc).__name__}); give a "
-            "transformers causal language model folder (model and tokenizer saved with save_pretrained)"
-        ) from None
-    model = model.to(resolve_device(device)).eval()
+    tokenizer, model = _load(
+        (AutoTokenizer, AutoModelForCausalLM),
+        model_dir,
+        device,
+        "language",
+        "transformers causal language model folder (model and tokenizer saved with save_pretrained)",
+    )
     system = SYSTEM_PROMPT.format(target=_kind(kind).target)
     ids = _encode(tokenizer, system, draft).to(model.device)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -332,6 +322,24 @@ def _encode(tokenizer: Any, system: str, draft: str) -> Any:
         )
         return encoded["input_ids"]
     return tokenizer(f"{system}\n\nDraft: {draft}\nPrompt:", return_tensors="pt")["input_ids"]
+
+
+def _load(classes: tuple[Any, Any], model_dir: Path, device: str, what: str, hint: str) -> tuple[Any, Any]:
+    """A transformers folder's preprocessor (processor or tokenizer) and model, the model on
+    ``device`` for inference (``classes``: the two Auto classes); ImageModelMissing naming the
+    folder and what it should hold (``hint``) when it cannot be loaded."""
+    from animatica.device import resolve_device
+
+    folder = _model_folder(model_dir, what)
+    preprocessor_class, model_class = classes
+    try:
+        preprocessor = preprocessor_class.from_pretrained(folder, local_files_only=True)
+        model = model_class.from_pretrained(folder, local_files_only=True)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ImageModelMissing(
+            f"the {what} model folder {folder.name} cannot be loaded ({type(exc).__name__}); give a {hint}"
+        ) from None
+    return preprocessor, model.to(resolve_device(device)).eval()
 
 
 def _model_folder(path: Path, what: str) -> Path:

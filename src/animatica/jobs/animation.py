@@ -84,12 +84,13 @@ def size(options: Mapping[str, Any]) -> int | None:
 
 
 def warm(settings: Settings) -> None:
-    """Load every engine this worker can run, with the options its jobs will use: the face models'
-    seconds on the first job, or a FOMM checkpoint's, would otherwise land in one segment."""
-    from animatica.engines import ENGINES
+    """Load every animation engine this worker can run, with the options its jobs will use: the face
+    models' seconds on the first job, or a FOMM checkpoint's, would otherwise land in one segment.
+    (The swap engines are the face-swap kind's to warm.)"""
+    from animatica.engines import ANIMATION_ENGINES
     from animatica.pipeline import preload
 
-    for name in ENGINES:
+    for name in ANIMATION_ENGINES:
         try:
             weights = weights_for(settings, name)
         except AnimaticaError:

@@ -103,7 +103,10 @@ def request(settings: Settings, execution: Execution) -> dict[str, Any]:
 def run(fields: dict[str, Any], on_progress: OnProgress, should_cancel: ShouldCancel) -> Result:
     """Make the picture, reporting each denoising step and stopping between two when canceled."""
     from animatica.device import resolve_device
+    from animatica.images.pipelines import stay_offline
     from animatica.images.run import run_image_request
+
+    stay_offline()  # whichever process runs it: the service's runner or a Celery worker
 
     def check() -> None:
         if should_cancel():

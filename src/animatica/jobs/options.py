@@ -3,12 +3,15 @@
 A user sets the engine and how the motion is applied; the server adds what it measured on the
 upload (the clip's length limit in frames and its frame rate). Every HTTP entry point builds this
 model, so an engine or fit nobody knows is refused (``InvalidOptions``, HTTP 422) before anything
-is stored or charged. The job row keeps the engine in its own column and the rest as JSON
-(`to_row` / `from_row`); fields missing from an older row take their defaults, and keys the model
-does not know (a planted ``checkpoint``, say) are dropped, since only the operator picks weights.
+is stored or charged. The liveportrait engine's motion switches (animated region, stitching, driving
+multiplier) are options too: set away from their defaults they need that engine, named or chosen
+by ``auto``, so a job never silently runs without them. The job row keeps the engine in its own
+column and the rest as JSON (`to_row` / `from_row`); fields missing from an older row take their
+defaults, and keys the model does not know (a planted ``checkpoint``, say) are dropped, since only
+the operator picks weights.
 """
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,18 +19,38 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from animatica.engines import AUTO, REQUESTABLE, choose_engine, unknown_engine_message
 from animatica.errors import AnimaticaError, CheckpointError
+from animatica.liveportrait.motion_options import check_multiplier, check_region
 from animatica.media.fit import FIT_MODES
 
 if TYPE_CHECKING:
     from animatica.jobs.engine_choice import EngineWeights
 
-USER_FIELDS = ("engine", "relative", "adapt_scale", "crop_face", "find_best_frame", "fit")
+USER_FIELDS = (
+    "engine",
+    "relative",
+    "adapt_scale",
+    "crop_face",
+    "find_best_frame",
+    "fit",
+    *("region", "stitching", "driving_multiplier"),
+)
+# The liveportrait engine's own options and their defaults (those of ``animatica animate``).
+LIVEPORTRAIT_DEFAULTS = {"region": "all", "stitching": True, "driving_multiplier": 1.0}
 # Set by the server from the checked upload, never taken from a request.
 SERVER_FIELDS = ("max_frames", "frame_rate")
 
 
 class InvalidOptions(AnimaticaError):
     """An option value the service does not accept; the service answers 422."""
+
+
+def _checked(check: Callable[[Any], Any], value: Any) -> Any:
+    """``check(value)``, its refusal turned into the service's 422 with the check's own words."""
+    try:
+        return check(value)
+    except AnimaticaError as error:
+        message = str(error)
+        raise InvalidOptions(f"{message[:1].upper()}{message[1:]}.") from None
 
 
 class JobOptions(BaseModel):
@@ -40,6 +63,11 @@ class JobOptions(BaseModel):
     crop_face: bool | None = None
     find_best_frame: bool = False
     fit: str = "crop"  # one of media.fit.FIT_MODES
+    # liveportrait only (``liveportrait.motion_options``): what moves, the stitching network, and
+    # how far the motion is carried.
+    region: str = "all"  # one of motion_options.REGIONS
+    stitching: bool = True
+    driving_multiplier: float = 1.0  # within motion_options.MULTIPLIER_LIMITS
     # The plan's length limit in frames at the clip's rate: decoding stops there, whatever the
     # clip's header claims. None: no limit (an animation outside any plan).
     max_frames: int | None = Field(default=None, ge=1)
@@ -60,6 +88,26 @@ class JobOptions(BaseModel):
         if value not in FIT_MODES:
             raise InvalidOptions(f"Unknown fit {value!r}; use one of {', '.join(FIT_MODES)}.")
         return value
+
+    @field_validator("region")
+    @classmethod
+    def _known_region(cls, value: str) -> str:
+        return _checked(check_region, value)
+
+    @field_validator("driving_multiplier")
+    @classmethod
+    def _multiplier_in_range(cls, value: float) -> float:
+        return _checked(check_multiplier, value)
+
+    @model_validator(mode="after")
+    def _liveportrait_options_need_liveportrait(self) -> "JobOptions":
+        changed = [key for key, default in LIVEPORTRAIT_DEFAULTS.items() if getattr(self, key) != default]
+        if changed and self.engine not in ("liveportrait", AUTO):
+            raise InvalidOptions(
+                f"{', '.join(changed)}: only the liveportrait engine has "
+                f"{'this option' if len(changed) == 1 else 'these options'}, not the {self.engine} engine."
+            )
+        return self
 
     @model_validator(mode="wrap")
     @classmethod
@@ -84,6 +132,10 @@ class JobOptions(BaseModel):
     def but(self, **changes: Any) -> "JobOptions":
         """A copy with ``changes``, validated like a new model."""
         return type(self).model_validate({**self.model_dump(), **changes})
+
+    def liveportrait_options(self) -> dict[str, Any]:
+        """The liveportrait engine's keyword arguments (``engines.liveportrait.LivePortraitEngine.load``)."""
+        return {key: getattr(self, key) for key in LIVEPORTRAIT_DEFAULTS}
 
     def request_fields(
         self,
@@ -117,7 +169,7 @@ class JobOptions(BaseModel):
                 raise CheckpointError(
                     "the liveportrait engine needs LivePortrait weights; choose the landmarks engine."
                 )
-            fields.update(checkpoint=checkpoint)
+            fields.update(checkpoint=checkpoint, engine_options=self.liveportrait_options())
         elif engine == "vaegan":
             if weights is None or weights.engine != "vaegan":
                 raise CheckpointError("the vaegan engine needs VAE+GAN weights; choose the landmarks engine.")

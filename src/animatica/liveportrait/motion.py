@@ -14,12 +14,13 @@ Per driving frame i (source s, initial driving frame 0), relative motion gives
     x_d,i = s_new · (kp_s · R_new + δ_new) + t_new
 
 and absolute motion takes the driving frame's own pose and translation and a fixed subset of its
-expression (`ABSOLUTE_EXPRESSION`). The animated region limits what moves (`REGIONS`). Then come,
-in this order: the expression-friendly step (relative motion only: the motion since frame 0 scaled
-by the multiplier m = sqrt(V(x_s) / V(x_d,0)) of the keypoints' 3-D convex-hull volumes), the
-eye/lip retargeting deltas, the stitching network, and the driving multiplier
-``x_s + (x_d − x_s) · k``. Each step is a public function: the engine chains them in `drive`, and
-still-portrait editing (pose change, eye and lip openness) uses the same pieces.
+expression (`ABSOLUTE_EXPRESSION`). The animated region limits what moves
+(`motion_options.REGIONS`). Then come, in this order: the expression-friendly step (relative
+motion only: the motion since frame 0 scaled by the multiplier m = sqrt(V(x_s) / V(x_d,0)) of the
+keypoints' 3-D convex-hull volumes), the eye/lip retargeting deltas, the stitching network, and
+the driving multiplier ``x_s + (x_d − x_s) · k``. Each step is a public function: the engine
+chains them in `drive`, and still-portrait editing (pose change, eye and lip openness) uses the
+same pieces.
 
 Every operation is ordered as in the public implementation, so that float32 results agree with it
 to rounding; the few places where the order matters say so.
@@ -28,19 +29,17 @@ to rounding; the few places where the order matters say so.
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 from scipy.spatial import ConvexHull
 
-from animatica.errors import AnimaticaError
+from animatica.liveportrait.motion_options import MotionOptions, check_region
 
 NUM_KP = 21
 POSE_BINS = 66  # 3-degree bins: angle = 3 · E[bin] − 97.5, i.e. −97.5° .. 97.5°
 
-Region = Literal["all", "exp", "pose", "lips", "eyes"]
-REGIONS: tuple[str, ...] = ("all", "exp", "pose", "lips", "eyes")
 # Keypoints whose expression moves the lips / the eyes (those the public implementation animates
 # for its "lip" and "eyes" regions).
 LIP_KEYPOINTS = (6, 12, 14, 17, 19, 20)
@@ -165,14 +164,6 @@ class Motion:
     scale: torch.Tensor  # (B, 1)
     t: torch.Tensor  # (B, 3), z zeroed
     x: torch.Tensor  # (B, N, 3) = scale · (kp_s · R + delta) + t
-
-
-def check_region(region: str) -> str:
-    """``region`` if it is one of `REGIONS` (``lip`` is accepted for ``lips``), else a user error."""
-    region = "lips" if region == "lip" else region
-    if region not in REGIONS:
-        raise AnimaticaError(f"unknown animation region {region!r}; use one of {', '.join(REGIONS)}")
-    return region
 
 
 def _expand(value: torch.Tensor, batch: int) -> torch.Tensor:
@@ -371,27 +362,6 @@ def eye_target(landmarks: np.ndarray) -> float:
 
 # --------------------------------------------------------------------------------------------
 # The whole per-frame motion
-
-
-@dataclass(frozen=True)
-class MotionOptions:
-    """How driving motion is applied; the defaults are the public implementation's command line's."""
-
-    relative: bool = True
-    region: str = "all"
-    expression_friendly: bool = True  # the multiplier step ("expression-friendly" driving option)
-    stitching: bool = True
-    driving_multiplier: float = 1.0
-    eye_retargeting: bool = False
-    lip_retargeting: bool = False
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "region", check_region(self.region))
-        if not math.isfinite(self.driving_multiplier):
-            raise AnimaticaError("the driving multiplier must be a finite number")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 @dataclass

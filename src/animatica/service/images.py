@@ -14,8 +14,9 @@ in; the job itself reads them again from its worker's settings.
 import secrets
 import tempfile
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +24,14 @@ from fastapi import UploadFile
 
 from animatica.db import ledger
 from animatica.errors import AnimaticaError
-from animatica.jobs import state
 from animatica.jobs.image import COST, ENGINE, NAME, build_request
-from animatica.jobs.lifecycle import announce
 from animatica.service.animations import load_job
 from animatica.service.context import ServiceContext
 from animatica.service.deps import CurrentUser
 from animatica.service.errors import Gone, Invalid
 from animatica.service.plans import Plan, get_plan
 from animatica.service.ratelimit import SUBMIT_ACCOUNT, rate_limits
+from animatica.service.submit import queue_job
 from animatica.service.uploads import checks as upload_checks
 from animatica.service.uploads.receive import receive, sanitize_filename
 from animatica.storage.base import MissingFile
@@ -192,8 +192,13 @@ def submit_image(
             upload = uploads[request_field]
             names[slot] = sanitize_filename(upload.filename, UPLOAD_FIELDS[request_field])
             local[slot] = _checked_picture(ctx, plan, upload, f"{label} ({names[slot]})", folder / slot)
-        _queue(ctx, user, plan, job_id, row, local, names)
+        stores = {slot: partial(_put, ctx, path) for slot, path in local.items()}
+        _queue(ctx, user, plan, job_id, row, stores, names)
     return job_id
+
+
+def _put(ctx: ServiceContext, path: Path, key: str) -> None:
+    ctx.storage.put_file(key, path)
 
 
 def _checked_picture(ctx: ServiceContext, plan: Plan, upload: UploadFile, label: str, stem: Path) -> Path:
@@ -212,49 +217,24 @@ def _queue(
     plan: Plan,
     job_id: str,
     row: dict[str, Any],
-    local: Mapping[str, Path],
+    pictures: Mapping[str, Callable[[str], None]],
     names: Mapping[str, str],
 ) -> None:
-    """Store the pictures under the job's keys, reserve the credit and queue it; whatever fails
-    after a file is stored deletes it again."""
+    """Store the pictures under the job's keys (``pictures``: slot -> what writes that slot's picture
+    at a key: an upload's PNG, or an earlier job's picture copied in the store), reserve the
+    credit and queue the job; whatever fails after a file is stored deletes it again."""
     keys: dict[str, str] = {}
     try:
-        for slot, path in local.items():
-            key = f"jobs/{job_id}/{slot}.png"
-            ctx.storage.put_file(key, path)
-            keys[slot] = key
-        _record(ctx, user, plan, job_id, row, keys, names)
+        for slot, store in pictures.items():
+            keys[slot] = f"jobs/{job_id}/{slot}.png"
+            store(keys[slot])
+        title = (title_of(row), names.get("driving", ""))
+        slots = (keys.get("source"), keys.get("driving"))
+        queue_job(ctx, user, plan, job_id, ENGINE, row, title, slots, [], kind=NAME, cost=COST)
     except BaseException:
         for key in keys.values():
             ctx.storage.delete(key)
         raise
-
-
-def _record(
-    ctx: ServiceContext,
-    user: CurrentUser,
-    plan: Plan,
-    job_id: str,
-    row: dict[str, Any],
-    keys: Mapping[str, str],
-    names: Mapping[str, str],
-) -> None:
-    with ctx.db.transaction() as session:
-        state.create(
-            session,
-            job_id=job_id,
-            user_id=user.id,
-            engine=ENGINE,
-            options=row,
-            priority=plan.priority,
-            source_name=title_of(row),
-            source_key=keys.get("source"),
-            driving_name=names.get("driving", ""),
-            driving_key=keys.get("driving"),
-            kind=NAME,
-            cost=COST,
-        )
-    announce(ctx.settings, ctx.db, job_id, plan.priority, ctx.runner.notify)
 
 
 def title_of(row: Mapping[str, Any]) -> str:
@@ -277,25 +257,21 @@ def rerun_image(ctx: ServiceContext, user: CurrentUser, job_id: str, models: Any
     plan = get_plan(user.plan_id)
     with ctx.db.read() as session:
         ledger.require_credit(session, user.id, COST)
-    new_id = uuid.uuid4().hex
-    keys: dict[str, str] = {}
-    names = {"driving": earlier.driving_name}
     gone = Gone("The pictures of this job were deleted by the retention policy; upload them again.")
-    try:
-        for slot in row.get("pictures") or {}:
-            old = earlier.source_key if slot == "source" else earlier.driving_key
-            if not old:
-                raise gone
-            keys[slot] = f"jobs/{new_id}/{slot}.png"
-            try:
-                ctx.storage.copy(old, keys[slot])
-            except MissingFile as error:
-                raise gone from error
-        _record(ctx, user, plan, new_id, row, keys, names)
-    except BaseException:
-        for key in keys.values():
-            ctx.storage.delete(key)
-        raise
+    earlier_keys = {"source": earlier.source_key, "driving": earlier.driving_key}
+    pictures = {slot: earlier_keys.get(slot) for slot in row.get("pictures") or {}}
+    if not all(pictures.values()):
+        raise gone
+
+    def copied(old: str, key: str) -> None:
+        try:
+            ctx.storage.copy(old, key)
+        except MissingFile as error:  # retention took it after the row was read
+            raise gone from error
+
+    new_id = uuid.uuid4().hex
+    stores = {slot: partial(copied, str(old)) for slot, old in pictures.items()}
+    _queue(ctx, user, plan, new_id, row, stores, {"driving": earlier.driving_name})
     return new_id
 
 
@@ -312,7 +288,7 @@ def models_of(ctx: ServiceContext) -> Any:
 def offer(models: Any) -> dict[str, Any]:
     """What a picture may be asked for on this server (the API's options and the page's form)."""
     from animatica.images.prompts import STYLE_PRESETS
-    from animatica.images.request import SCHEDULERS, SIZE_PRESETS
+    from animatica.images.request import MAX_LORAS, SCHEDULERS, SIZE_PRESETS
 
     return {
         "operations": list(OPERATIONS),
@@ -320,6 +296,7 @@ def offer(models: Any) -> dict[str, Any]:
         "styles": list(STYLE_PRESETS),
         "schedulers": list(SCHEDULERS),
         "loras": models.lora_names(),
+        "max_loras": MAX_LORAS,
         # What the operator has set up, without the server's paths.
         "models": [
             {"key": m.key, "setting": m.setting, "state": m.state, "detail": m.detail}
@@ -363,6 +340,10 @@ def prompt_for_video(
             receive(video.file, received, ctx.settings.max_upload_bytes, label)
             alone = upload_checks.VideoUpload(received, label, get_plan(user.plan_id))
             checked = upload_checks.check_video(alone, ctx.settings).path
+        if models.caption is not None or models.prompt_llm is not None:
+            from animatica.images.pipelines import stay_offline
+
+            stay_offline()
         try:
             draft = draft_prompt(
                 video=checked,

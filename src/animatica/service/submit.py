@@ -75,13 +75,14 @@ def queue_job(
     engine: str,
     options: dict[str, Any],
     names: tuple[str, str],
-    keys: tuple[str, str],
+    keys: tuple[str | None, str | None],
     notes: list[str],
     *,
     kind: str = ANIMATION,
     cost: int = 1,
 ) -> None:
-    """`_queue` for a job of any kind that reads a source and a driving file."""
+    """`_queue` for a job of any kind: its source and driving files' names and keys (None for a
+    file the kind does without, such as a picture drawn from a prompt alone)."""
     with ctx.db.transaction() as session:
         state.create(
             session,

@@ -8,16 +8,12 @@ the plan's prepared photo), so the comparison is by PSNR with the single run, no
 """
 
 import uuid
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import av
-import numpy as np
 import pytest
-from PIL import Image
 from sqlalchemy import select
-from tests.face.swap_faces import astronaut_face, other_person
+from tests.face.swap_faces import write_actor_inputs
 from tests.jobs.distributed.media_inputs import decode_video, frame_times, psnr
 
 from animatica.db import ledger
@@ -30,31 +26,13 @@ pytestmark = pytest.mark.slow
 SIDE = 128
 
 
-def _inputs(folder: Path, frames: int) -> tuple[Path, Path]:
-    photo = folder / "someone.png"
-    Image.fromarray(other_person()).save(photo)
-    clip = folder / "actor.mp4"
-    with av.open(str(clip), "w") as container:
-        stream = container.add_stream("libx264", rate=Fraction(8))
-        stream.width = stream.height = SIDE
-        stream.pix_fmt = "yuv420p"
-        base = astronaut_face(SIDE)
-        for index in range(frames):
-            frame = np.ascontiguousarray(np.roll(base, index // 2, axis=1))
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return photo, clip
-
-
 def test_a_swap_in_segments_on_two_workers_looks_like_the_single_process_run(
     make_cluster: Any, tmp_path: Path
 ) -> None:
     from tests.conftest import add_job
 
     cluster = make_cluster("redis", workers=2)
-    photo, clip = _inputs(tmp_path, frames=20)  # 8 + 8 + 4 frames
+    photo, clip = write_actor_inputs(tmp_path, 20, SIDE, every=2)  # 8 + 8 + 4 frames
     options = {
         "which": "largest",
         "fps": 8.0,

@@ -10,8 +10,8 @@ The picture may also be one of the user's earlier ones (``/create?from=<job>``, 
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Query, Request, UploadFile
-from fastapi.responses import JSONResponse, Response
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi.responses import Response
 
 from animatica.errors import AnimaticaError
 from animatica.jobs.engine_choice import default_engine, engine_statuses
@@ -19,12 +19,12 @@ from animatica.jobs.options import JobOptions
 from animatica.service.animations import job_view, load_job
 from animatica.service.context import ServiceContext
 from animatica.service.deps import Ctx, CurrentUser
-from animatica.service.errors import NotFound, status_for
-from animatica.service.pages.problems import PageProblem, wants_json
+from animatica.service.errors import NotFound
+from animatica.service.pages.problems import PageProblem
 from animatica.service.pages.sessions import CsrfChecked, Viewer
-from animatica.service.pages.views import credits_of, redirect, render
+from animatica.service.pages.submission import form_refused, job_started
+from animatica.service.pages.views import render
 from animatica.service.plans import get_plan
-from animatica.service.ratelimit import RetryLater
 from animatica.service.schemas import JobView
 from animatica.service.submit import submit
 from animatica.settings import Settings
@@ -82,20 +82,25 @@ def engine_choices(settings: Settings) -> list[dict[str, str | bool]]:
     return choices
 
 
-def _form_context(ctx: ServiceContext, user: CurrentUser) -> dict[str, object]:
+def upload_context(ctx: ServiceContext, user: CurrentUser) -> dict[str, object]:
+    """What the picture and video pickers (``_upload_fields.html``, ``create.js``) check before upload."""
     plan = get_plan(user.plan_id)
     return {
-        "engines": engine_choices(ctx.settings),
         "limits": {
             "bytes": ctx.settings.max_upload_bytes,
             "seconds": plan.max_duration_seconds,
             "side": plan.max_side,
+            "fps": plan.max_fps,
             # Pictures over this are refused before decoding; smaller ones wider than `side` are scaled.
             "pixels": min(plan.max_source_pixels, ctx.settings.max_image_pixels),
         },
         "image_accept": ",".join(IMAGE_TYPES + IMAGE_EXTENSIONS),
         "video_accept": ",".join(VIDEO_TYPES + VIDEO_EXTENSIONS),
     }
+
+
+def _form_context(ctx: ServiceContext, user: CurrentUser) -> dict[str, object]:
+    return {"engines": engine_choices(ctx.settings), **upload_context(ctx, user)}
 
 
 def _chosen(ctx: ServiceContext, user: CurrentUser, job_id: str | None) -> JobView | None:
@@ -108,14 +113,18 @@ def _chosen(ctx: ServiceContext, user: CurrentUser, job_id: str | None) -> JobVi
         raise PageProblem(404, "There is no such picture in your account.", "Not found") from error
 
 
+def _chosen_by_link(
+    ctx: Ctx, user: Viewer, from_job: Annotated[str | None, Query(alias="from", max_length=64)] = None
+) -> JobView | None:
+    return _chosen(ctx, user, from_job)
+
+
+# A form page's picture chosen by its link (``?from=<job>``), or None.
+ChosenPicture = Annotated[JobView | None, Depends(_chosen_by_link)]
+
+
 @router.get("/create")
-def create_page(
-    request: Request,
-    ctx: Ctx,
-    user: Viewer,
-    from_job: Annotated[str | None, Query(alias="from", max_length=64)] = None,
-) -> Response:
-    chosen = _chosen(ctx, user, from_job)
+def create_page(request: Request, ctx: Ctx, user: Viewer, chosen: ChosenPicture) -> Response:
     return render(request, ctx, "create.html", user, error=None, chosen=chosen, **_form_context(ctx, user))
 
 
@@ -132,6 +141,9 @@ def create_submit(
     crop_face: Annotated[bool | None, Form()] = None,
     find_best_frame: Annotated[bool, Form()] = False,
     source_job: Annotated[str | None, Form(max_length=64)] = None,
+    region: Annotated[str, Form()] = "all",  # the liveportrait options, sent only for that engine
+    stitching: Annotated[bool, Form()] = True,
+    driving_multiplier: Annotated[float, Form()] = 1.0,
 ) -> Response:
     has_upload = source_image is not None and bool(source_image.filename)
     try:
@@ -147,6 +159,9 @@ def create_submit(
             adapt_scale=adapt_scale,
             crop_face=crop_face,
             find_best_frame=find_best_frame,
+            region=region,
+            stitching=stitching,
+            driving_multiplier=driving_multiplier,
         )
         # An upload is used instead of the chosen earlier picture.
         job_id = submit(
@@ -158,28 +173,8 @@ def create_submit(
             source_job=None if has_upload else source_job,
         )
     except AnimaticaError as error:
-        code = status_for(error)
-        headers = error.headers if isinstance(error, RetryLater) else {}  # too many submissions
-        if wants_json(request):
-            return JSONResponse({"detail": str(error)}, status_code=code, headers=headers)
         chosen = None if has_upload else _chosen(ctx, user, source_job)
-        page = render(
-            request,
-            ctx,
-            "create.html",
-            user,
-            status_code=code,
-            error=str(error),
-            chosen=chosen,
-            **_form_context(ctx, user),
+        return form_refused(
+            request, ctx, user, error, "create.html", chosen=chosen, **_form_context(ctx, user)
         )
-        page.headers.update(headers)
-        return page
-    url = f"/jobs/{job_id}"
-    if wants_json(request):
-        return JSONResponse(
-            {"id": job_id, "url": url, "credits": credits_of(ctx, user)},
-            status_code=202,
-            headers={"Location": url},
-        )
-    return redirect(url)
+    return job_started(request, ctx, user, job_id)

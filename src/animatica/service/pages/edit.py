@@ -10,7 +10,7 @@ the form posts normally and the page comes back showing the job, then its result
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from animatica.errors import AnimaticaError
 from animatica.jobs import state
@@ -21,13 +21,13 @@ from animatica.service.animations import job_view, load_job
 from animatica.service.context import ServiceContext
 from animatica.service.deps import Ctx, CurrentUser
 from animatica.service.edits import available, checked_edit, submit_edit
-from animatica.service.errors import NotFound, status_for
+from animatica.service.errors import NotFound
 from animatica.service.pages.create import IMAGE_EXTENSIONS, IMAGE_TYPES
-from animatica.service.pages.problems import PageProblem, wants_json
+from animatica.service.pages.problems import PageProblem
 from animatica.service.pages.sessions import CsrfChecked, Viewer
-from animatica.service.pages.views import credits_of, redirect, render, templates
+from animatica.service.pages.submission import form_refused, job_started
+from animatica.service.pages.views import render, templates
 from animatica.service.plans import get_plan
-from animatica.service.ratelimit import RetryLater
 from animatica.service.schemas import JobView
 
 router = APIRouter(include_in_schema=False)
@@ -140,33 +140,14 @@ def edit_submit(
             ctx, user, edit, picture=picture if has_picture else None, from_job=from_job or None, crop=crop
         )
     except AnimaticaError as error:
-        code = status_for(error)
-        headers = error.headers if isinstance(error, RetryLater) else {}
-        if wants_json(request):
-            return JSONResponse({"detail": str(error)}, status_code=code, headers=headers)
         chosen = _job(ctx, user, from_job) if from_job else None
-        page = render(
-            request,
-            ctx,
-            "edit.html",
-            user,
-            status_code=code,
-            error=str(error),
-            **_context(ctx, user, chosen, None),
-        )
-        page.headers.update(headers)
-        return page
-    url = f"/edit?job={job_id}"
-    if wants_json(request):
-        return JSONResponse(
-            {
-                "id": job_id,
-                "url": url,
-                "status_url": f"/jobs/{job_id}/status",
-                "result_url": f"/jobs/{job_id}/result",
-                "credits": credits_of(ctx, user),
-            },
-            status_code=202,
-            headers={"Location": url},
-        )
-    return redirect(url)
+        return form_refused(request, ctx, user, error, "edit.html", **_context(ctx, user, chosen, None))
+    return job_started(
+        request,
+        ctx,
+        user,
+        job_id,
+        url=f"/edit?job={job_id}",
+        status_url=f"/jobs/{job_id}/status",
+        result_url=f"/jobs/{job_id}/result",
+    )

@@ -28,8 +28,8 @@ from animatica.service.errors import Invalid, NotFound, status_for
 from animatica.service.pages.create import IMAGE_EXTENSIONS, IMAGE_TYPES, VIDEO_EXTENSIONS, VIDEO_TYPES
 from animatica.service.pages.problems import PageProblem, wants_json
 from animatica.service.pages.sessions import Caller, CsrfChecked, Viewer
-from animatica.service.pages.views import credits_of, redirect, render
-from animatica.service.ratelimit import RetryLater
+from animatica.service.pages.submission import form_refused, job_started
+from animatica.service.pages.views import redirect, render
 from animatica.service.schemas import JobView
 
 router = APIRouter(include_in_schema=False)
@@ -79,6 +79,15 @@ def not_configured(models: Any) -> list[dict[str, str]]:
     return missing
 
 
+def picked_loras(ticked: list[str], files: list[str], weights: list[float]) -> list[str]:
+    """The ticked LoRA files as the API takes them (``NAME:WEIGHT``), each at the weight beside it:
+    every row of the picker sends its file's name and weight, ticked or not, in the same order."""
+    if len(files) != len(weights):
+        raise Invalid("Each LoRA style needs one weight; reload the page and choose again.")
+    weight_of = dict(zip(files, weights, strict=True))
+    return [f"{name}:{weight_of.get(name, 1.0)!r}" for name in ticked if name]
+
+
 def _context(ctx: ServiceContext, user: CurrentUser, values: dict[str, Any] | None = None) -> dict[str, Any]:
     models = images.models_of(ctx)
     offer = images.offer(models)
@@ -115,7 +124,8 @@ def pictures_submit(
     scheduler: Annotated[str, Form(max_length=32)] = "default",
     style: Annotated[str, Form(max_length=32)] = "",
     loras: Annotated[list[str] | None, Form()] = None,
-    lora_weight: Annotated[float, Form()] = 1.0,
+    lora_file: Annotated[list[str] | None, Form()] = None,
+    lora_weight: Annotated[list[float] | None, Form()] = None,
     strength: Annotated[float, Form()] = 0.75,
     init_image: Annotated[UploadFile | None, File()] = None,
     mask: Annotated[UploadFile | None, File()] = None,
@@ -137,7 +147,7 @@ def pictures_submit(
             seed=int(seed_text) if seed_text else None,
             scheduler=scheduler,
             style_preset=style,
-            loras=[f"{name}:{lora_weight:g}" for name in loras or [] if name],
+            loras=picked_loras(loras or [], lora_file or [], lora_weight or []),
             strength=strength,
         )
         uploads = images.Pictures.of(
@@ -145,29 +155,8 @@ def pictures_submit(
         )
         job_id = images.submit_image(ctx, user, form, images.models_of(ctx), uploads)
     except AnimaticaError as error:
-        code = status_for(error)
-        headers = error.headers if isinstance(error, RetryLater) else {}
-        if wants_json(request):
-            return JSONResponse({"detail": str(error)}, status_code=code, headers=headers)
-        page = render(
-            request,
-            ctx,
-            "pictures.html",
-            user,
-            status_code=code,
-            error=str(error),
-            **_context(ctx, user, values),
-        )
-        page.headers.update(headers)
-        return page
-    url = f"/jobs/{job_id}"
-    if wants_json(request):
-        return JSONResponse(
-            {"id": job_id, "url": url, "credits": credits_of(ctx, user)},
-            status_code=202,
-            headers={"Location": url},
-        )
-    return redirect(url)
+        return form_refused(request, ctx, user, error, "pictures.html", **_context(ctx, user, values))
+    return job_started(request, ctx, user, job_id)
 
 
 @router.post("/pictures/prompt", dependencies=[CsrfChecked])
@@ -186,17 +175,7 @@ def prompt_from_video(
             ctx, user, images.models_of(ctx), video=video, title=title, description=description, kind=kind
         )
     except AnimaticaError as error:
-        if wants_json(request):
-            return JSONResponse({"detail": str(error)}, status_code=status_for(error))
-        return render(
-            request,
-            ctx,
-            "pictures.html",
-            user,
-            status_code=status_for(error),
-            error=str(error),
-            **_context(ctx, user),
-        )
+        return form_refused(request, ctx, user, error, "pictures.html", **_context(ctx, user))
     if wants_json(request):
         return JSONResponse(draft)
     values = {"prompt": draft["prompt"], "negative": draft["negative"]}

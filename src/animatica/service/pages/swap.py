@@ -1,36 +1,30 @@
 """The Face swap page: a face photo and a video, which face to replace, a consent box, one job.
 
 The form posts to the same `submit_swap` the API uses, so consent, the upload checks, the face
-checks, the plan's limits and the credit are the server's, decided in one place; the page reuses
-the Create page's pickers and upload script (``create.js``) and adds only the face choice and the
-consent box (``swap.js``). Without script the form posts normally and the server answers with a
-redirect to the job's page, or this page with its error. As on the Create page, the photo may be
-one of the user's earlier pictures (``/swap?from=<job>``), copied inside the store.
+checks, the plan's limits and the credit are the server's, decided in one place; the page shares
+the Create page's pickers (``_upload_fields.html``), upload script (``create.js``) and answers
+(``submission``), and adds only the face choice and the consent box (``swap.js``). Without script
+the form posts normally and the server answers with a redirect to the job's page, or this page
+with its error. As on the Create page, the photo may be one of the user's earlier pictures
+(``/swap?from=<job>``), copied inside the store.
 """
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Query, Request, UploadFile
-from fastapi.responses import JSONResponse, Response
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.responses import Response
 
 from animatica.errors import AnimaticaError
 from animatica.jobs import kinds
 from animatica.jobs.face_swap import NAME
 from animatica.service.context import ServiceContext
 from animatica.service.deps import Ctx, CurrentUser
-from animatica.service.errors import Invalid, status_for
-from animatica.service.pages.create import (
-    IMAGE_EXTENSIONS,
-    IMAGE_TYPES,
-    VIDEO_EXTENSIONS,
-    VIDEO_TYPES,
-    _chosen,
-)
-from animatica.service.pages.problems import PageProblem, wants_json
+from animatica.service.errors import Invalid
+from animatica.service.pages.create import ChosenPicture, _chosen, upload_context
+from animatica.service.pages.problems import PageProblem
 from animatica.service.pages.sessions import CsrfChecked, Viewer
-from animatica.service.pages.views import credits_of, redirect, render
-from animatica.service.plans import get_plan
-from animatica.service.ratelimit import RetryLater
+from animatica.service.pages.submission import form_refused, job_started
+from animatica.service.pages.views import render
 from animatica.service.swaps import CONSENT_STATEMENT, SwapForm, submit_swap, swap_engine_choices
 
 router = APIRouter(include_in_schema=False)
@@ -54,32 +48,17 @@ def which_face(mode: str, index: str | None) -> str:
 
 
 def form_context(ctx: ServiceContext, user: CurrentUser) -> dict[str, object]:
-    plan = get_plan(user.plan_id)
     return {
         "engines": swap_engine_choices(ctx.settings),
         "cost": kinds.get(NAME).cost,
         "consent_statement": CONSENT_STATEMENT,
         "visible_watermark": ctx.settings.swap_visible_watermark,
-        "limits": {
-            "bytes": ctx.settings.max_upload_bytes,
-            "seconds": plan.max_duration_seconds,
-            "side": plan.max_side,
-            "fps": plan.max_fps,
-            "pixels": min(plan.max_source_pixels, ctx.settings.max_image_pixels),
-        },
-        "image_accept": ",".join(IMAGE_TYPES + IMAGE_EXTENSIONS),
-        "video_accept": ",".join(VIDEO_TYPES + VIDEO_EXTENSIONS),
+        **upload_context(ctx, user),
     }
 
 
 @router.get("/swap")
-def swap_page(
-    request: Request,
-    ctx: Ctx,
-    user: Viewer,
-    from_job: Annotated[str | None, Query(alias="from", max_length=64)] = None,
-) -> Response:
-    chosen = _chosen(ctx, user, from_job)
+def swap_page(request: Request, ctx: Ctx, user: Viewer, chosen: ChosenPicture) -> Response:
     return render(request, ctx, "swap.html", user, error=None, chosen=chosen, **form_context(ctx, user))
 
 
@@ -115,28 +94,6 @@ def swap_submit(
             source_job=None if has_upload else source_job,
         )
     except AnimaticaError as error:
-        code = status_for(error)
-        headers = error.headers if isinstance(error, RetryLater) else {}
-        if wants_json(request):
-            return JSONResponse({"detail": str(error)}, status_code=code, headers=headers)
         earlier = None if has_upload else _chosen(ctx, user, source_job)
-        page = render(
-            request,
-            ctx,
-            "swap.html",
-            user,
-            status_code=code,
-            error=str(error),
-            chosen=earlier,
-            **form_context(ctx, user),
-        )
-        page.headers.update(headers)
-        return page
-    url = f"/jobs/{job_id}"
-    if wants_json(request):
-        return JSONResponse(
-            {"id": job_id, "url": url, "credits": credits_of(ctx, user)},
-            status_code=202,
-            headers={"Location": url},
-        )
-    return redirect(url)
+        return form_refused(request, ctx, user, error, "swap.html", chosen=earlier, **form_context(ctx, user))
+    return job_started(request, ctx, user, job_id)

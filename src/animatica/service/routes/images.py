@@ -12,8 +12,8 @@ from fastapi import APIRouter, File, Form, UploadFile, status
 from fastapi.responses import JSONResponse
 
 from animatica.service import images
-from animatica.service.animations import job_view, load_job
 from animatica.service.deps import Ctx, Me
+from animatica.service.routes.jobs import accepted
 
 router = APIRouter(prefix="/api/v1", tags=["images"])
 
@@ -75,13 +75,7 @@ def create_image(
     pictures = images.Pictures.of(
         init_image=init_image, mask=mask, control_image=reference, style_image=style_image
     )
-    job_id = images.submit_image(ctx, user, form, images.models_of(ctx), pictures)
-    view = job_view(load_job(ctx, user.id, job_id))
-    return JSONResponse(
-        view.model_dump(mode="json"),
-        status_code=status.HTTP_202_ACCEPTED,
-        headers={"Location": f"/api/v1/animations/{job_id}"},
-    )
+    return accepted(ctx, user.id, images.submit_image(ctx, user, form, images.models_of(ctx), pictures))
 
 
 @router.post("/images/prompt")

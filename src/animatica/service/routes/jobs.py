@@ -47,6 +47,13 @@ def create_animation(
     crop_face: Annotated[bool | None, Form()] = None,
     find_best_frame: Annotated[bool, Form()] = False,
     fit: Annotated[str, Form()] = "crop",
+    region: Annotated[
+        str, Form(description="liveportrait: what moves, all, exp, pose, lips or eyes.")
+    ] = "all",
+    stitching: Annotated[bool, Form(description="liveportrait: the stitching network.")] = True,
+    driving_multiplier: Annotated[
+        float, Form(description="liveportrait: how far the motion is carried (0 to 3).")
+    ] = 1.0,
 ) -> JSONResponse:
     options = JobOptions(
         engine=engine or AUTO,
@@ -55,9 +62,17 @@ def create_animation(
         crop_face=crop_face,
         find_best_frame=find_best_frame,
         fit=fit,
+        region=region,
+        stitching=stitching,
+        driving_multiplier=driving_multiplier,
     )
-    job_id = submit(ctx, user, source_image, driving_video, options)
-    view = job_view(load_job(ctx, user.id, job_id))
+    return accepted(ctx, user.id, submit(ctx, user, source_image, driving_video, options))
+
+
+def accepted(ctx: Ctx, user_id: int, job_id: str) -> JSONResponse:
+    """The answer to a job queued through the API, whatever its kind: 202, the job as
+    ``/api/v1/animations/{id}`` shows it (where every kind is followed), and that URL."""
+    view = job_view(load_job(ctx, user_id, job_id))
     return JSONResponse(
         view.model_dump(mode="json"),
         status_code=status.HTTP_202_ACCEPTED,

@@ -318,4 +318,21 @@
       engineHint.textContent = engine.selectedOptions[0]?.dataset.hint || "";
     });
   }
+
+  // LivePortrait's own options show (and are sent) only while that engine is chosen.
+  const liveportrait = document.getElementById("liveportrait-options");
+  if (engine && liveportrait) {
+    const follow = () => {
+      const chosen = engine.value === "liveportrait";
+      liveportrait.hidden = !chosen;
+      liveportrait.disabled = !chosen;
+    };
+    engine.addEventListener("change", follow);
+    follow();
+    const strength = document.getElementById("driving_multiplier");
+    const strengthValue = document.getElementById("driving_multiplier-value");
+    strength?.addEventListener("input", () => {
+      strengthValue.textContent = strength.value;
+    });
+  }
 })();

@@ -23,34 +23,18 @@
   const id = card.dataset.jobId;
   const stage = document.getElementById("edit-stage");
   const FINAL = new Set(["succeeded", "failed", "canceled"]);
-  let delay = 700;
-  const poll = async () => {
-    try {
-      const response = await fetch(`/jobs/${encodeURIComponent(id)}/status`, {
-        headers: { Accept: "application/json" },
-        cache: "no-store",
-      });
-      if (response.status === 401) {
-        window.location.assign(`/signin?next=${encodeURIComponent(window.location.pathname + window.location.search)}`);
-        return;
+  window.Animatica.pollJob(
+    id,
+    (job) => {
+      if (FINAL.has(job.status)) {
+        window.location.reload();
+        return false;
       }
-      if (response.ok) {
-        const job = await response.json();
-        if (FINAL.has(job.status)) {
-          window.location.reload();
-          return;
-        }
-        if (stage) {
-          stage.textContent = `${job.stage_label}…`;
-        }
-        delay = 700;
-      } else {
-        delay = Math.min(delay * 2, 10000);
+      if (stage) {
+        stage.textContent = `${job.stage_label}…`;
       }
-    } catch (error) {
-      delay = Math.min(delay * 2, 10000);
-    }
-    window.setTimeout(poll, delay);
-  };
-  window.setTimeout(poll, delay);
+      return true;
+    },
+    700,
+  );
 })();

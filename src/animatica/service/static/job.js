@@ -15,7 +15,6 @@
   const badge = document.getElementById("job-status");
   const FINAL = new Set(["succeeded", "failed", "canceled"]);
   const NAMES = { queued: "Queued", running: "Running" };
-  let delay = 1000;
 
   const show = (job) => {
     const value = Math.max(0, Math.min(100, Number(job.progress) || 0));
@@ -36,29 +35,6 @@
     }
   };
 
-  const poll = async () => {
-    try {
-      const response = await fetch(`/jobs/${encodeURIComponent(id)}/status`, {
-        headers: { Accept: "application/json" },
-        cache: "no-store",
-      });
-      if (response.status === 401) {
-        window.location.assign(`/signin?next=${encodeURIComponent(window.location.pathname)}`);
-        return;
-      }
-      if (response.ok) {
-        if (!update(await response.json())) {
-          return;
-        }
-        delay = 1000;
-      } else {
-        delay = Math.min(delay * 2, 10000);
-      }
-    } catch (error) {
-      delay = Math.min(delay * 2, 10000);
-    }
-    window.setTimeout(poll, delay);
-  };
   const update = (job) => {
     if (FINAL.has(job.status)) {
       // The finished page (player, download or error) is rendered by the server.
@@ -69,8 +45,10 @@
     return true;
   };
 
+  // Polling: where the browser has no EventSource, or once the stream fails.
+  const poll = () => window.Animatica.pollJob(id, update, 1000, 500);
   if (!("EventSource" in window)) {
-    window.setTimeout(poll, 500);
+    poll();
     return;
   }
   const stream = new EventSource(`/jobs/${encodeURIComponent(id)}/events`);
@@ -82,6 +60,6 @@
   // A failed or ended stream (proxy, time limit, sign-out): polling takes over.
   stream.addEventListener("error", () => {
     stream.close();
-    window.setTimeout(poll, 500);
+    poll();
   });
 })();

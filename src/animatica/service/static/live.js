@@ -398,24 +398,12 @@
     body.append("record", ui.record.checked ? "true" : "false");
     body.append("microphone", ui.mic.checked ? "true" : "false");
     body.append("csrf_token", csrf);
-    const response = await fetch("/live/sessions", {
-      method: "POST",
-      body,
-      credentials: "same-origin",
-      headers: { Accept: "application/json", "X-CSRF-Token": csrf },
-    });
-    let answer = null;
-    try {
-      answer = await response.json();
-    } catch {
-      answer = null;
-    }
-    if (response.status === 401) {
-      window.location.assign(`/signin?next=${encodeURIComponent("/live")}`);
+    const { status, data: answer } = await window.Animatica.postForm("/live/sessions", body, csrf);
+    if (status === 401) {
       throw new Error("Your session has ended; sign in again.");
     }
-    if (!response.ok || !answer || !answer.ws) {
-      throw new Error((answer && answer.detail) || `The live session could not start (error ${response.status}).`);
+    if (status < 200 || status >= 300 || !answer.ws) {
+      throw new Error(answer.detail || `The live session could not start (error ${status}).`);
     }
     return answer;
   };

@@ -20,24 +20,7 @@
     }
   };
 
-  const send = async (url, body) => {
-    const response = await fetch(url, {
-      method: "POST",
-      body,
-      headers: { Accept: "application/json", "X-CSRF-Token": csrf },
-      credentials: "same-origin",
-    });
-    let data = {};
-    try {
-      data = await response.json();
-    } catch (error) {
-      data = {};
-    }
-    if (response.status === 401) {
-      window.location.assign("/signin?next=/pictures");
-    }
-    return { status: response.status, data };
-  };
+  const send = (url, body) => window.Animatica.postForm(url, body, csrf);
 
   // --- the mask, painted over the starting picture --------------------------------------------
   const initInput = document.getElementById("init_image");

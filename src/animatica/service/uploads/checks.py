@@ -125,38 +125,31 @@ def warm_up(settings: Settings) -> None:
         _pool.get(settings.upload_check_processes).submit(_ready)
 
 
+def _decoder_stopped(what: str, them: str, formats: str) -> str:
+    """The refusal when a check process died on a file: the user can only save it again."""
+    return (
+        f"The uploaded {what} could not be checked because the decoder stopped on {them}; "
+        f"save {them} again as {formats}."
+    )
+
+
 def check(upload: Upload, settings: Settings) -> tuple[SourceImage, DrivingVideo]:
     """Check an upload in a check process (or here, with ``upload_check_processes`` = 0), within
     the media limits of ``settings``."""
-    return _in_check_process(
-        check_upload,
-        upload,
-        settings,
-        "The uploaded files could not be checked because the decoder stopped on them; "
-        "save them again as a JPG or PNG picture and an MP4 video.",
-    )
+    stopped = _decoder_stopped("files", "them", "a JPG or PNG picture and an MP4 video")
+    return _in_check_process(check_upload, upload, settings, stopped)
 
 
 def check_picture(upload: PictureUpload, settings: Settings) -> SourceImage:
     """`check` for a lone picture."""
-    return _in_check_process(
-        check_picture_upload,
-        upload,
-        settings,
-        "The uploaded picture could not be checked because the decoder stopped on it; "
-        "save it again as a JPG or PNG picture.",
-    )
+    stopped = _decoder_stopped("picture", "it", "a JPG or PNG picture")
+    return _in_check_process(check_picture_upload, upload, settings, stopped)
 
 
 def check_video(upload: VideoUpload, settings: Settings) -> DrivingVideo:
     """`check` for a lone video."""
-    return _in_check_process(
-        check_video_upload,
-        upload,
-        settings,
-        "The uploaded video could not be checked because the decoder stopped on it; "
-        "save it again as an MP4 video.",
-    )
+    stopped = _decoder_stopped("video", "it", "an MP4 video")
+    return _in_check_process(check_video_upload, upload, settings, stopped)
 
 
 def _in_check_process(function: Any, upload: Any, settings: Settings, refusal: str) -> Any:
