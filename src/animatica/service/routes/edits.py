@@ -9,9 +9,9 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, UploadFile, status
 from fastapi.responses import JSONResponse
 
-from animatica.service.animations import job_view, load_job
 from animatica.service.deps import Ctx, Me
 from animatica.service.edits import checked_edit, submit_edit
+from animatica.service.routes.jobs import accepted
 
 router = APIRouter(prefix="/api/v1", tags=["edits"])
 
@@ -41,9 +41,4 @@ def create_edit(
 ) -> JSONResponse:
     edit = checked_edit(pitch=pitch, yaw=yaw, roll=roll, eyes=eyes, lips=lips)
     job_id = submit_edit(ctx, user, edit, picture=picture, from_job=from_job or None, crop=crop)
-    view = job_view(load_job(ctx, user.id, job_id))
-    return JSONResponse(
-        view.model_dump(mode="json"),
-        status_code=status.HTTP_202_ACCEPTED,
-        headers={"Location": f"/api/v1/animations/{job_id}"},
-    )
+    return accepted(ctx, user.id, job_id)

@@ -12,8 +12,8 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, UploadFile, status
 from fastapi.responses import JSONResponse
 
-from animatica.service.animations import job_view, load_job
 from animatica.service.deps import Ctx, Me
+from animatica.service.routes.jobs import accepted
 from animatica.service.swaps import SwapForm, submit_swap
 
 router = APIRouter(prefix="/api/v1", tags=["swaps"])
@@ -55,9 +55,4 @@ def create_swap(
         which=which, blend=blend, keep_eyes=keep_eyes, keep_mouth=keep_mouth, engine=engine, consent=consent
     )
     job_id = submit_swap(ctx, user, face, video, form, reference=reference)
-    view = job_view(load_job(ctx, user.id, job_id))
-    return JSONResponse(
-        view.model_dump(mode="json"),
-        status_code=status.HTTP_202_ACCEPTED,
-        headers={"Location": f"/api/v1/animations/{job_id}"},
-    )
+    return accepted(ctx, user.id, job_id)
