@@ -1,4 +1,5 @@
-"""The liveportrait engine's motion options (animated region, stitching, driving multiplier) as
+"""The liveportrait engine's motion options (animated region, stitching, driving multiplier, eye and
+lip retargeting) as
 options of a service job: checked once with a clear 422, stored with the job, offered on the Create
 page only for that engine, and passed to the engine when the job runs. A job runs on them in
 tests/service/test_liveportrait_service.py."""
@@ -78,18 +79,28 @@ def test_the_options_are_stored_and_reach_the_engine() -> None:
     from animatica.engines.liveportrait import LivePortraitEngine
     from animatica.pipeline import AnimationRequest, _engine_options
 
-    options = JobOptions(engine="liveportrait", region="eyes", stitching=False, driving_multiplier=1.5)
+    options = JobOptions(
+        engine="liveportrait", region="eyes", stitching=False, driving_multiplier=1.5, lip_retargeting=True
+    )
     row = options.to_row()
     assert (row["region"], row["stitching"], row["driving_multiplier"]) == ("eyes", False, 1.5)
     assert JobOptions.from_row("liveportrait", row) == options
     older = JobOptions.from_row("liveportrait", {"relative": False})  # a row from before these options
     assert (older.region, older.stitching, older.driving_multiplier) == ("all", True, 1.0)
+    assert (older.eye_retargeting, older.lip_retargeting) == (False, False)
 
     weights = EngineWeights(Path("/operator/liveportrait"), None, "liveportrait")
     fields = options.request_fields(Path("s.png"), Path("d.mp4"), "out/", weights=weights, **MACHINE)
-    assert fields["engine_options"] == {"region": "eyes", "stitching": False, "driving_multiplier": 1.5}
+    assert fields["engine_options"] == {
+        "region": "eyes",
+        "stitching": False,
+        "driving_multiplier": 1.5,
+        "eye_retargeting": False,
+        "lip_retargeting": True,
+    }
     engine_kwargs = _engine_options(AnimationRequest(**fields), "liveportrait")
     assert engine_kwargs["region"] == "eyes" and engine_kwargs["stitching"] is False
+    assert engine_kwargs["lip_retargeting"] is True and engine_kwargs["eye_retargeting"] is False
     assert set(engine_kwargs) <= set(inspect.signature(LivePortraitEngine.load).parameters)
     landmarks = JobOptions(engine="landmarks").request_fields(
         Path("s"), Path("d"), Path("o"), weights=None, **MACHINE
@@ -109,6 +120,10 @@ def test_the_api_takes_them_and_refuses_bad_values_before_charging(
             "engine": "landmarks",
             "stitching": "false",
         },
+        "eye_retargeting: only the liveportrait engine has this option, not the fomm engine": {
+            "engine": "fomm",
+            "eye_retargeting": "true",
+        },
     }
     for message, form in refusals.items():
         response = api.submit(client, tokens, test_image, test_video, **form)
@@ -126,12 +141,14 @@ def test_the_api_takes_them_and_refuses_bad_values_before_charging(
         region="exp",
         stitching="false",
         driving_multiplier="0.75",
+        eye_retargeting="true",
     )
     assert response.status_code == 202, response.text
     job = response.json()
     assert job["engine"] == "liveportrait"
     options = job["options"]
     assert (options["region"], options["stitching"], options["driving_multiplier"]) == ("exp", False, 0.75)
+    assert (options["eye_retargeting"], options["lip_retargeting"]) == (True, False)
     plain = api.submit(client, tokens, test_image, test_video, engine="liveportrait").json()["options"]
     assert (plain["region"], plain["stitching"], plain["driving_multiplier"]) == ("all", True, 1.0)
 
@@ -153,7 +170,7 @@ def test_the_create_page_offers_them_for_liveportrait_only(
     page = client.get("/create").text
     fieldset = re.search(r'<fieldset class="field" id="liveportrait-options"([^>]*)>', page)
     assert fieldset is not None and "hidden disabled" in fieldset.group(1), "shown once chosen"
-    for name in ("region", "stitching", "driving_multiplier"):
+    for name in ("region", "stitching", "driving_multiplier", "eye_retargeting", "lip_retargeting"):
         assert f'id="{name}" name="{name}"' in page
 
     def create(**values: str) -> Any:
@@ -170,11 +187,18 @@ def test_the_create_page_offers_them_for_liveportrait_only(
 
     # The page sends "false" then "true" for a ticked box (the last value counts), "false" alone
     # for an unticked one.
-    made = create(engine="liveportrait", region="lips", stitching="false", driving_multiplier="2")
+    lp_options = {
+        "region": "lips",
+        "stitching": "false",
+        "driving_multiplier": "2",
+        "lip_retargeting": "true",
+    }
+    made = create(engine="liveportrait", **lp_options)
     assert made.status_code == 202, made.text
     job = client.get(f"/jobs/{made.json()['id']}/status", headers={"Accept": "application/json"}).json()
     assert (job["options"]["region"], job["options"]["stitching"]) == ("lips", False)
     assert job["options"]["driving_multiplier"] == 2.0
+    assert (job["options"]["eye_retargeting"], job["options"]["lip_retargeting"]) == (False, True)
     bad = create(engine="landmarks", region="eyes")
     assert bad.status_code == 422
     assert (

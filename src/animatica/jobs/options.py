@@ -4,11 +4,11 @@ A user sets the engine and how the motion is applied; the server adds what it me
 upload (the clip's length limit in frames and its frame rate). Every HTTP entry point builds this
 model, so an engine or fit nobody knows is refused (``InvalidOptions``, HTTP 422) before anything
 is stored or charged. The liveportrait engine's motion switches (animated region, stitching, driving
-multiplier) are options too: set away from their defaults they need that engine, named or chosen
-by ``auto``, so a job never silently runs without them. The job row keeps the engine in its own
-column and the rest as JSON (`to_row` / `from_row`); fields missing from an older row take their
-defaults, and keys the model does not know (a planted ``checkpoint``, say) are dropped, since only
-the operator picks weights.
+multiplier, eye and lip retargeting) are options too: set away from their defaults they need that
+engine, named or chosen by ``auto``, so a job never silently runs without them. The job row keeps
+the engine in its own column and the rest as JSON (`to_row` / `from_row`); fields missing from an
+older row take their defaults, and keys the model does not know (a planted ``checkpoint``, say)
+are dropped, since only the operator picks weights.
 """
 
 from collections.abc import Callable, Mapping
@@ -32,10 +32,16 @@ USER_FIELDS = (
     "crop_face",
     "find_best_frame",
     "fit",
-    *("region", "stitching", "driving_multiplier"),
+    *("region", "stitching", "driving_multiplier", "eye_retargeting", "lip_retargeting"),
 )
 # The liveportrait engine's own options and their defaults (those of ``animatica animate``).
-LIVEPORTRAIT_DEFAULTS = {"region": "all", "stitching": True, "driving_multiplier": 1.0}
+LIVEPORTRAIT_DEFAULTS = {
+    "region": "all",
+    "stitching": True,
+    "driving_multiplier": 1.0,
+    "eye_retargeting": False,
+    "lip_retargeting": False,
+}
 # Set by the server from the checked upload, never taken from a request.
 SERVER_FIELDS = ("max_frames", "frame_rate")
 
@@ -68,6 +74,9 @@ class JobOptions(BaseModel):
     region: str = "all"  # one of motion_options.REGIONS
     stitching: bool = True
     driving_multiplier: float = 1.0  # within motion_options.MULTIPLIER_LIMITS
+    # Eye / lip openness set from each driving frame's own landmarks by the retargeting networks.
+    eye_retargeting: bool = False
+    lip_retargeting: bool = False
     # The plan's length limit in frames at the clip's rate: decoding stops there, whatever the
     # clip's header claims. None: no limit (an animation outside any plan).
     max_frames: int | None = Field(default=None, ge=1)

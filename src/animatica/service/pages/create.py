@@ -144,6 +144,8 @@ def create_submit(
     region: Annotated[str, Form()] = "all",  # the liveportrait options, sent only for that engine
     stitching: Annotated[bool, Form()] = True,
     driving_multiplier: Annotated[float, Form()] = 1.0,
+    eye_retargeting: Annotated[bool, Form()] = False,
+    lip_retargeting: Annotated[bool, Form()] = False,
 ) -> Response:
     has_upload = source_image is not None and bool(source_image.filename)
     try:
@@ -162,6 +164,8 @@ def create_submit(
             region=region,
             stitching=stitching,
             driving_multiplier=driving_multiplier,
+            eye_retargeting=eye_retargeting,
+            lip_retargeting=lip_retargeting,
         )
         # An upload is used instead of the chosen earlier picture.
         job_id = submit(

@@ -54,6 +54,12 @@ def create_animation(
     driving_multiplier: Annotated[
         float, Form(description="liveportrait: how far the motion is carried (0 to 3).")
     ] = 1.0,
+    eye_retargeting: Annotated[
+        bool, Form(description="liveportrait: eye openness from the driving face's landmarks.")
+    ] = False,
+    lip_retargeting: Annotated[
+        bool, Form(description="liveportrait: lip openness from the driving face's landmarks.")
+    ] = False,
 ) -> JSONResponse:
     options = JobOptions(
         engine=engine or AUTO,
@@ -65,6 +71,8 @@ def create_animation(
         region=region,
         stitching=stitching,
         driving_multiplier=driving_multiplier,
+        eye_retargeting=eye_retargeting,
+        lip_retargeting=lip_retargeting,
     )
     return accepted(ctx, user.id, submit(ctx, user, source_image, driving_video, options))
 
