@@ -656,27 +656,36 @@ def demo(
 def crop(
     input: Annotated[Path, typer.Argument(help="A driving video (or folder of frames) or a photo.")],
     output: Annotated[Path, typer.Argument(help="Output .mp4 / folder for a video, .png/.jpg for a photo.")],
-    size: Annotated[int, typer.Option(help="Side of the square output.")] = 256,
-    scale: Annotated[float, typer.Option(help="Crop side relative to the face box.")] = 1.8,
-    offset_x: Annotated[float, typer.Option(help="Horizontal shift of the crop centre (crop sides).")] = 0.0,
+    framing: Annotated[
+        str,
+        typer.Option(
+            help="plain: a square around the face box; liveportrait or vaegan: the crop that engine "
+            "animates (liveportrait: 2.3 faces turned upright for a photo, 2.2 faces for a video)."
+        ),
+    ] = "plain",
+    size: Annotated[
+        int | None, typer.Option(help="Side of the square output (256; 512 with --framing liveportrait).")
+    ] = None,
+    scale: Annotated[
+        float | None, typer.Option(help="Crop side relative to the face box (1.8, or the framing's).")
+    ] = None,
+    offset_x: Annotated[
+        float | None, typer.Option(help="Horizontal shift of the crop centre (crop sides; 0).")
+    ] = None,
     offset_y: Annotated[
-        float, typer.Option(help="Vertical shift of the crop centre (crop sides, <0 up).")
-    ] = -0.1,
+        float | None, typer.Option(help="Vertical shift of the crop centre (crop sides, <0 up; -0.1).")
+    ] = None,
     face_index: Annotated[int | None, typer.Option(help="Which face, counted from the left.")] = None,
 ) -> None:
     """Crop a video (a smoothed face track) or a photo to a square around the face."""
-    from animatica.face.crop import crop_image_file, crop_video
+    from animatica.face.crop import crop_file
     from animatica.media.limits import MediaLimits
-    from animatica.media.probe import probe
 
-    limits = MediaLimits.from_settings(_settings())
-    options = {"scale": scale, "offset": (offset_x, offset_y), "face_index": face_index, "limits": limits}
-    if probe(input, limits).kind == "image":
-        crop_image_file(input, output, size, **options)
-        typer.echo(f"wrote {output}")
-    else:
-        frames = crop_video(input, output, size, **options)
-        typer.echo(f"wrote {output} ({frames} frames)")
+    frames = crop_file(
+        input, output, framing=framing, size=size, scale=scale, offset=(offset_x, offset_y),
+        face_index=face_index, limits=MediaLimits.from_settings(_settings()),
+    )  # fmt: skip
+    typer.echo(f"wrote {output}" if frames is None else f"wrote {output} ({frames} frames)")
 
 
 @data_app.command("synth")
@@ -844,6 +853,7 @@ _CROSS_FIGURES = (
     ("no face", "no_face_rate"),
     ("identity distance", "identity_distance"),
     ("expression correlation", "expression_correlation"),
+    ("  from landmarks", "landmark_expression_correlation"),
 )
 
 

@@ -60,7 +60,10 @@ def test_a_vaegan_job_runs_over_http(tmp_path: Path, api: Any) -> None:
     missing = next(c for c in engine_choices(_settings(tmp_path, "nope")) if c["id"] == "vaegan")
     assert missing["available"] is False and "no VAE+GAN model weights" in str(missing["hint"])
     source, driving = _inputs(tmp_path)
-    settings = _settings(tmp_path, str(checkpoint), worker_enabled=True, torch_threads=1)
+    # The real pipeline on a thread of the server: the same job code without a child process's start-up.
+    settings = _settings(
+        tmp_path, str(checkpoint), worker_enabled=True, worker_mode="thread", torch_threads=1
+    )
     with TestClient(create_app(settings)) as client:
         tokens = api.signup_login(client, "alice")
         engines = client.get("/api/v1/engines", headers=api.bearer(tokens)).json()["engines"]

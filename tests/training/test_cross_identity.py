@@ -241,7 +241,8 @@ def test_an_engine_of_another_size_is_scored_at_the_dataset_size() -> None:
 
 def _method_keys(report: dict[str, Any], prefix: str) -> dict[str, Any]:
     names = ("l1", "landmark_distance", "no_face_rate", "identity_distance", "expression_correlation",
-             "mouth_correlation", "yaw_correlation")  # fmt: skip
+             "mouth_correlation", "yaw_correlation", "landmark_expression_correlation",
+             "landmark_mouth_correlation", "landmark_yaw_correlation")  # fmt: skip
     return {name: report[prefix + name] for name in names}
 
 
@@ -269,9 +270,12 @@ def test_an_engine_that_renders_the_truth_scores_zero_distances(faces: Path) -> 
     report = evaluate_cross_identity(_Engine("oracle", _oracle(faces)), faces, identity_frames=2)
     assert report["l1"] == 0.0 and report["landmark_distance"] == 0.0 and report["identity_distance"] == 0.0
     assert report["no_face_rate"] == report["truth_no_face_rate"] == 0.0
-    correlations = [row[f"{m}_correlation"] for row in report["rows"] for m in ("mouth", "yaw")]
+    correlations = [row[f"landmark_{m}_correlation"] for row in report["rows"] for m in ("mouth", "yaw")]
     assert any(c is not None for c in correlations)
     assert all(c is None or c == pytest.approx(1.0) for c in correlations)
+    # the expression reader's figure of the truth itself is its ceiling, reported as reader_check
+    for row in report["rows"]:
+        assert [row[f"{m}_correlation"] for m in ("mouth", "yaw")] == list(row["reader_check"].values())
     # the baselines are not the truth: the colours of the other person, or a face that stays put
     assert report["baseline_driving_l1"] > 0.05 and report["baseline_source_l1"] > 0.01
     assert report["baseline_driving_identity_distance"] > 0.0

@@ -6,23 +6,26 @@ from pathlib import Path
 import pytest
 
 pytestmark = pytest.mark.slow
+# Over 16 pairs of 32 frames the model reaches 0.53x the photo's L1 and a yaw correlation of 0.83;
+# its mouth does not follow (about 0), so the expression figure, the mean of the two, is about 0.4.
+THRESHOLDS = {"l1_ratio": 0.8, "yaw": 0.5}
 
 
-def test_shipped_model_beats_copying_the_driving_frame_and_keeps_detail(tmp_path: Path) -> None:
+def test_shipped_model_animates_another_person_closer_to_the_truth_than_copying(tmp_path: Path) -> None:
     from animatica.engines.vaegan import VaeganEngine
     from animatica.training.cross_identity import evaluate_cross_identity
     from animatica.training.faces import write_faces_dataset
 
     data = write_faces_dataset(
-        tmp_path / "faces", people=1, clips_per_person=1, seed=2, frames=8, test_people=2
+        tmp_path / "faces", people=1, clips_per_person=1, seed=2, frames=24, test_people=2
     )
-    reports = {}
-    for keep in (False, True):
-        engine = VaeganEngine.load("vaegan-demo", device="cpu", precision="fp32", keep_detail=keep)
-        reports[keep] = evaluate_cross_identity(engine, data, max_pairs=2, identity_frames=2)
-    plain, detail = reports[False], reports[True]
-    # a blurry face of the right person: far closer to the truth than another person's frame
-    assert plain["l1"] < 0.6 * plain["baseline_driving_l1"]
-    # keeping the photo's detail brings it within reach of copying the photo (1.27x over 16 pairs)
-    assert detail["l1"] < 1.6 * detail["baseline_source_l1"]
-    assert detail["identity_distance"] < plain["identity_distance"]
+    engine = VaeganEngine.load("vaegan-demo", device="cpu", precision="fp32")
+    assert engine.conditioned
+    report = evaluate_cross_identity(engine, data, max_pairs=2, identity_frames=2)
+    # closer to the rendered truth than both baselines: the photo kept still, and the other person
+    assert report["l1"] < THRESHOLDS["l1_ratio"] * report["baseline_source_l1"]
+    assert report["l1"] < 0.2 * report["baseline_driving_l1"]
+    # the expression reader sees the driving clip's head turn in the output (not yet its mouth)
+    assert report["yaw_correlation"] > THRESHOLDS["yaw"], report["yaw_correlation"]
+    # the right person: about as far from the truth as the still photo is
+    assert report["identity_distance"] < report["baseline_driving_identity_distance"]

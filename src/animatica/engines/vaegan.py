@@ -11,6 +11,10 @@ With ``keep_detail`` the decoded change is added to the source photo instead of 
 (``source + decode(z) - decode(z_source)``): the VAE's reconstruction is blurry, but where the
 driving motion changes nothing the photo's own pixels come through unchanged.
 
+A model with a decoder conditioned on the photo (``condition: source``, the shipped demo) decodes
+``decode(z, photo)``: the photo's pixels and features carry the identity and the latent difference
+only the motion, so the state keeps the photo too.
+
 Face crops in and the feathered paste-back into the full photo are the pipeline's
 (``face.portrait_crop``); the engine sees square crops at its model's size.
 """
@@ -39,7 +43,7 @@ from animatica.vaegan.decoder import Decoder
 from animatica.vaegan.encoder import Encoder
 
 DEFAULT_CHECKPOINT = "vaegan-demo"
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 
 @dataclass
@@ -73,6 +77,7 @@ class VaeganState:
     z_source: torch.Tensor  # (1, latent)
     z_initial: torch.Tensor  # (1, latent)
     base: torch.Tensor | None  # keep_detail: source - decode(z_source), (1, 3, S, S); else None
+    source: torch.Tensor | None = None  # a decoder conditioned on the photo: it, (1, 3, S, S)
 
 
 class VaeganEngine:
@@ -123,10 +128,18 @@ class VaeganEngine:
         with torch.inference_mode(), self._autocast():
             return self.networks.encoder(self._to_tensor(frames))[0].float()
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Images ``(N, 3, S, S)`` in [0, 1] (float32) of latents ``(N, latent)``."""
+    @property
+    def conditioned(self) -> bool:
+        """Whether the decoder needs the source photo besides the latent (``condition: source``)."""
+        return self.networks.config.condition == "source"
+
+    def decode(self, z: torch.Tensor, source: torch.Tensor | None = None) -> torch.Tensor:
+        """Images ``(N, 3, S, S)`` in [0, 1] (float32) of latents ``(N, latent)``; ``source``
+        ``(1 or N, 3, S, S)`` in [0, 1] for a conditioned decoder."""
+        if source is not None:
+            source = source.expand(z.shape[0], -1, -1, -1)
         with torch.inference_mode(), self._autocast():
-            return torch.sigmoid(self.networks.decoder(z).float())
+            return torch.sigmoid(self.networks.decoder(z, source).float())
 
     @staticmethod
     def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -135,14 +148,15 @@ class VaeganEngine:
 
     def prepare(self, source: np.ndarray, initial_driving: np.ndarray) -> VaeganState:
         z = self.encode(np.stack([source, initial_driving]))
+        photo = self._to_tensor(source[None]) if self.conditioned else None
         base = None
         if self.keep_detail:
-            base = self._to_tensor(source[None]) - self.decode(z[:1])
-        return VaeganState(z[:1].clone(), z[1:].clone(), base)
+            base = self._to_tensor(source[None]) - self.decode(z[:1], photo)
+        return VaeganState(z[:1].clone(), z[1:].clone(), base, photo)
 
     def animate(self, state: VaeganState, driving: np.ndarray) -> np.ndarray:
         z = state.z_source + self.strength * (self.encode(driving) - state.z_initial)
-        images = self.decode(z)
+        images = self.decode(z, state.source)
         if state.base is not None:
             images = images + state.base
         return self.to_uint8(images)
@@ -161,6 +175,7 @@ class VaeganEngine:
             "z_source": state.z_source.detach().cpu().clone(),
             "z_initial": state.z_initial.detach().cpu().clone(),
             "base": None if state.base is None else state.base.detach().cpu().clone(),
+            "source": None if state.source is None else state.source.detach().cpu().clone(),
         }
 
     def state_from_dict(self, data: dict[str, Any]) -> VaeganState:
@@ -172,7 +187,7 @@ class VaeganEngine:
             )
         latent = self.networks.config.latent
         try:
-            zs, z0, base = d["z_source"], d["z_initial"], d["base"]
+            zs, z0, base, photo = d["z_source"], d["z_initial"], d["base"], d["source"]
             for t in (zs, z0):
                 if not isinstance(t, torch.Tensor) or tuple(t.shape) != (1, latent):
                     raise TypeError(f"expected a (1, {latent}) latent tensor")
@@ -180,9 +195,18 @@ class VaeganEngine:
                 base is not None and not isinstance(base, torch.Tensor)
             ):
                 raise TypeError("the state was prepared with another keep_detail setting")
+            if (photo is None) == self.conditioned or (
+                photo is not None and not isinstance(photo, torch.Tensor)
+            ):
+                raise TypeError("the state was prepared for a model with another decoder")
         except (KeyError, TypeError) as exc:
             raise StateError(
                 f"the saved vaegan state is incomplete or does not fit this model ({exc})"
             ) from exc
         device = self.networks.device
-        return VaeganState(zs.to(device), z0.to(device), None if base is None else base.to(device))
+        return VaeganState(
+            zs.to(device),
+            z0.to(device),
+            None if base is None else base.to(device),
+            None if photo is None else photo.to(device),
+        )

@@ -31,13 +31,17 @@ Protocol (recorded in every report):
 - Identity distance: dlib's 128-D identity embedding, L2 distance to the truth's, on
   ``identity_frames`` frames evenly spread over each clip (an embedding costs about 0.15 s on a CPU
   core); about 0.6 separates people.
-- Expression correlation: two measures from the landmarks, the mouth opening (inner-lip gap over
-  the inter-ocular distance) and a yaw proxy (the nose tip's offset from the middle of the jaw's
-  ends, over the jaw's width); Pearson correlation over the frames of a pair between the output's
-  and the truth's measure, averaged over the two measures, then over pairs. An output that does not
-  move correlates 0; a pair whose truth does not move in a measure leaves that measure out.
-  ``measure_check`` correlates the truth's measures with the rendered mouth-open and yaw
-  parameters of the driving clip: how well the landmark measures read the expression at all.
+- Expression correlation: the expression reader (``faces/regressor.py``, a small network trained
+  on the training split of another seed) reads the mouth opening and the yaw from every output
+  frame; Pearson correlation over the frames of a pair with the parameters the truth was rendered
+  with (the driving clip's ``mouth_open`` and ``yaw``), averaged over the two, then over pairs. An
+  output that does not move correlates 0; a pair whose truth does not move in a parameter leaves
+  it out. ``reader_check`` is the same figure for the truth frames: the measure's ceiling.
+- Landmark expression correlation (``landmark_*``): the same from the landmarks, the mouth opening
+  (inner-lip gap over the inter-ocular distance) and a yaw proxy (the nose tip's offset from the
+  middle of the jaw's ends, over the jaw's width), output vs truth. The landmarks read 64-pixel
+  faces weakly; ``measure_check`` correlates the truth's landmark measures with the rendered
+  parameters, the ceiling of this measure.
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ from animatica.face.analyzer import FaceAnalyzer, FaceBox, get_analyzer
 from animatica.media.fit import fit_frame
 from animatica.training.datasets import read_video
 from animatica.training.errors import DatasetError
+from animatica.training.faces.regressor import ExpressionReader, shipped_reader
 
 # The methods scored, each by the prefix of its keys in the report: the engine's own keys are bare.
 METHODS = {"engine": "", "source": "baseline_source_", "driving": "baseline_driving_"}
@@ -68,6 +73,8 @@ DETECT_SIDE = 256
 FOUND_IOU = 0.3  # a detection overlapping the known face box at least this much is the face
 IDENTITY_FRAMES = 8
 MIN_SPREAD = 1e-6  # a measure varying less than this over a clip does not move
+# The parameters the expression reader reads, by the name of their correlation.
+READ_PARAMETERS = {"mouth": "mouth_open", "yaw": "yaw"}
 
 
 @dataclass(frozen=True)
@@ -281,7 +288,8 @@ class MethodScores:
     landmark: np.ndarray
     found: np.ndarray
     identity: np.ndarray
-    correlations: dict[str, float | None]
+    correlations: dict[str, float | None]  # the reader's, by "mouth" and "yaw"
+    landmark_correlations: dict[str, float | None]  # the landmark measures', by "mouth" and "yaw"
 
     def row(self) -> dict[str, Any]:
         return {
@@ -291,11 +299,27 @@ class MethodScores:
             "identity_distance": float(self.identity.mean()),
             "expression_correlation": _mean_or_none(list(self.correlations.values())),
             **{f"{name}_correlation": value for name, value in self.correlations.items()},
+            "landmark_expression_correlation": _mean_or_none(list(self.landmark_correlations.values())),
+            **{f"landmark_{name}_correlation": v for name, v in self.landmark_correlations.items()},
         }
 
 
+def reader_correlations(
+    reader: ExpressionReader, frames: np.ndarray, params: dict[str, np.ndarray]
+) -> dict[str, float | None]:
+    """The reader's mouth opening and yaw of ``frames`` correlated with the rendered ``params``
+    (``{"mouth": ..., "yaw": ...}``, one value per frame)."""
+    read = reader.read(frames)
+    return {name: correlation(read[key], params[name]) for name, key in READ_PARAMETERS.items()}
+
+
 def score_method(
-    frames: np.ndarray, track: FaceTrack, truth: np.ndarray, truth_track: FaceTrack
+    frames: np.ndarray,
+    track: FaceTrack,
+    truth: np.ndarray,
+    truth_track: FaceTrack,
+    reader: ExpressionReader,
+    params: dict[str, np.ndarray],
 ) -> MethodScores:
     truth_measures = expression_measures(truth_track.landmarks)
     measures = expression_measures(track.landmarks)
@@ -304,7 +328,8 @@ def score_method(
         landmark=landmark_distance(track.landmarks, truth_track.landmarks),
         found=track.found,
         identity=np.linalg.norm(track.embeddings - truth_track.embeddings, axis=-1),
-        correlations={name: correlation(measures[name], truth_measures[name]) for name in measures},
+        correlations=reader_correlations(reader, frames, params),
+        landmark_correlations={name: correlation(measures[name], truth_measures[name]) for name in measures},
     )
 
 
@@ -319,6 +344,7 @@ class PairResult:
     scores: dict[str, MethodScores]  # by METHODS key
     truth_found: np.ndarray
     measure_check: dict[str, float | None]
+    reader_check: dict[str, float | None]
     engine_seconds: float
     frames: int
     # Per frame: the toolkit's landmarks on the truth vs the renderer's own, in % IOD (when known).
@@ -336,6 +362,7 @@ class PairResult:
         out["truth_no_face_rate"] = float(1.0 - self.truth_found.mean())
         out["truth_landmark_error"] = None if self.truth_reading is None else float(self.truth_reading.mean())
         out["measure_check"] = self.measure_check
+        out["reader_check"] = self.reader_check
         return out
 
 
@@ -348,18 +375,22 @@ def summarize(results: Sequence[PairResult]) -> dict[str, Any]:
         out[prefix + "landmark_distance"] = float(np.concatenate([s.landmark for s in scores]).mean())
         out[prefix + "no_face_rate"] = float(1.0 - np.concatenate([s.found for s in scores]).mean())
         out[prefix + "identity_distance"] = float(np.concatenate([s.identity for s in scores]).mean())
-        for name in ("mouth", "yaw"):
-            out[f"{prefix}{name}_correlation"] = _mean_or_none([s.correlations[name] for s in scores])
-        out[prefix + "expression_correlation"] = _mean_or_none(
-            [_mean_or_none(list(s.correlations.values())) for s in scores]
-        )
+        for kind in ("", "landmark_"):
+            field = "landmark_correlations" if kind else "correlations"
+            per_pair = [getattr(s, field) for s in scores]
+            for name in ("mouth", "yaw"):
+                out[f"{prefix}{kind}{name}_correlation"] = _mean_or_none([c[name] for c in per_pair])
+            out[f"{prefix}{kind}expression_correlation"] = _mean_or_none(
+                [_mean_or_none(list(c.values())) for c in per_pair]
+            )
     out["truth_no_face_rate"] = float(1.0 - np.concatenate([r.truth_found for r in results]).mean())
     readings = [r.truth_reading for r in results if r.truth_reading is not None]
     out["truth_landmark_error"] = float(np.concatenate(readings).mean()) if readings else None
     out["l1_ratio"] = out["l1"] / max(min(out["baseline_source_l1"], out["baseline_driving_l1"]), 1e-12)
-    out["measure_check"] = {
-        name: _mean_or_none([r.measure_check[name] for r in results]) for name in ("mouth", "yaw")
-    }
+    for key in ("measure_check", "reader_check"):
+        out[key] = {
+            name: _mean_or_none([getattr(r, key)[name] for r in results]) for name in ("mouth", "yaw")
+        }
     return out
 
 
@@ -408,8 +439,11 @@ def evaluate_pair(
     batch_size: int = 8,
     identity_frames: int = IDENTITY_FRAMES,
     detect_side: int = DETECT_SIDE,
+    reader: ExpressionReader | None = None,
 ) -> tuple[PairResult, dict[str, np.ndarray]]:
-    """One pair's scores, and its frames by method (plus ``truth`` and ``driving``) for videos."""
+    """One pair's scores, and its frames by method (plus ``truth`` and ``driving``) for videos;
+    ``reader`` reads the expression (the shipped expression reader when None)."""
+    reader = reader or shipped_reader()
     truth = _frames(pair.truth)
     driving = _frames(pair.driving)
     source = _frames(pair.source)[0]
@@ -434,21 +468,22 @@ def evaluate_pair(
     cache: dict = {}
     truth_track = face_track(truth, boxes, identity_at, analyzer, detect_side, cache)
     frames = {"engine": generated, "source": np.repeat(source[None], len(truth), axis=0), "driving": driving}
+    params = {
+        name: np.array([f[key] for f in driving_params["frames"][: len(truth)]], dtype=np.float64)
+        for name, key in READ_PARAMETERS.items()
+    }
     scores = {
         method: score_method(
             frames[method], face_track(frames[method], boxes, identity_at, analyzer, detect_side, cache),
-            truth, truth_track,
+            truth, truth_track, reader, params,
         )
         for method in METHODS
     }  # fmt: skip
     truth_measures = expression_measures(truth_track.landmarks)
-    params = {
-        name: np.array([f[key] for f in driving_params["frames"][: len(truth)]], dtype=np.float64)
-        for name, key in (("mouth", "mouth_open"), ("yaw", "yaw"))
-    }
     check = {name: correlation(truth_measures[name], params[name]) for name in params}
+    reader_check = reader_correlations(reader, truth, params)
     reading = None if truth_points is None else landmark_distance(truth_track.landmarks, truth_points)
-    result = PairResult(pair, scores, truth_track.found, check, seconds, len(truth), reading)
+    result = PairResult(pair, scores, truth_track.found, check, reader_check, seconds, len(truth), reading)
     return result, {**frames, "truth": truth}
 
 
@@ -480,6 +515,7 @@ def evaluate_cross_identity(
     detect_side: int = DETECT_SIDE,
     fps: float = 25.0,
     analyzer: FaceAnalyzer | None = None,
+    reader: ExpressionReader | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Score ``engine`` on the cross-identity pairs of the faces dataset ``data``; returns the report.
@@ -496,6 +532,7 @@ def evaluate_cross_identity(
         raise AnimaticaError(f"--max-pairs must be at least 1, not {max_pairs}")
     dataset = read_cross_dataset(data)
     analyzer = analyzer or get_analyzer("hog")
+    reader = reader or shipped_reader()
     pairs = dataset.pairs if max_pairs is None else dataset.pairs[:max_pairs]
     if videos_out is not None:
         Path(videos_out).mkdir(parents=True, exist_ok=True)
@@ -505,7 +542,7 @@ def evaluate_cross_identity(
     for index, pair in enumerate(pairs):
         try:
             result, frames = evaluate_pair(
-                engine, dataset, pair, analyzer, batch_size, identity_frames, detect_side
+                engine, dataset, pair, analyzer, batch_size, identity_frames, detect_side, reader
             )
         except DatasetError:
             raise
@@ -558,9 +595,13 @@ PROTOCOL = {
     "overlapping the truth's known face box",
     "identity_distance": "dlib identity embedding L2 distance to the truth's, on identity_frames evenly "
     "spread frames per pair",
-    "expression_correlation": "Pearson over frames, output vs truth, of the mouth opening (inner-lip gap / "
-    "inter-ocular distance) and a yaw proxy (nose tip offset from the jaw ends' middle / jaw width), "
-    "averaged over the two, then over pairs; a still output scores 0",
+    "expression_correlation": "Pearson over frames of the expression reader's mouth opening and yaw of "
+    "the output vs the rendered mouth_open and yaw of the truth, averaged over the two, then over pairs; "
+    "a still output scores 0",
+    "landmark_expression_correlation": "Pearson over frames, output vs truth, of the landmarks' mouth "
+    "opening (inner-lip gap / inter-ocular distance) and a yaw proxy (nose tip offset from the jaw ends' "
+    "middle / jaw width), averaged over the two, then over pairs",
+    "reader_check": "the expression reader on the truth frames vs their rendered mouth_open and yaw",
     "measure_check": "the truth's landmark measures vs the driving clip's rendered mouth_open and yaw",
     "truth_landmark_error": "the toolkit's landmarks on the truth vs the renderer's own (params/cross), "
     "% inter-ocular distance: how well the landmarks read these faces",

@@ -17,11 +17,13 @@ from __future__ import annotations
 import math
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -260,26 +262,45 @@ def synthesize(
         raise DatasetError(f"the number of test clips cannot be negative, got {n_test}.")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DatasetError(f"{out} already exists and is not an empty folder; choose a new --out folder.")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.with_name(f".{out.name}.partial-{uuid.uuid4().hex[:8]}")
     counts = (("train", videos), ("test", n_test))
-    jobs = [(staging, seed, split, index, size, frames) for split, count in counts for index in range(count)]
-    try:
+    with staged_folder(out) as staging:
+        jobs = [(staging, seed, split, i, size, frames) for split, count in counts for i in range(count)]
         for split in ("train", "test"):
             (staging / split).mkdir(parents=True)
         # Clips are pure functions of their index, so processes can render them in any order.
-        pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers > 1 else None
-        try:
-            rendered = pool.map(_write_clip, jobs, chunksize=8) if pool else map(_write_clip, jobs)
-            for done, _ in enumerate(rendered, start=1):
-                if on_progress is not None:
-                    on_progress(done, len(jobs))
-        finally:  # on a failure, stop rendering what would only be deleted
-            if pool is not None:
-                pool.shutdown(cancel_futures=True)
+        run_jobs(_write_clip, jobs, workers, 8, on_progress)
+    return out
+
+
+@contextmanager
+def staged_folder(out: Path) -> Iterator[Path]:
+    """A hidden sibling of ``out`` to write into, renamed to ``out`` when the block ends without an
+    error (``out`` is absent or an empty folder), so an interrupted run leaves nothing half-written."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.with_name(f".{out.name}.partial-{uuid.uuid4().hex[:8]}")
+    try:
+        yield staging
         if out.exists():
             out.rmdir()
         staging.rename(out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return out
+
+
+def run_jobs(
+    write: Callable[[Any], None],
+    jobs: list[Any],
+    workers: int,
+    chunksize: int,
+    on_progress: Callable[[int, int], None] | None,
+) -> None:
+    """``write`` each job, in ``workers`` spawned processes when more than one, reporting progress."""
+    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers > 1 else None
+    try:
+        done_jobs = pool.map(write, jobs, chunksize=chunksize) if pool else map(write, jobs)
+        for done, _ in enumerate(done_jobs, start=1):
+            if on_progress is not None:
+                on_progress(done, len(jobs))
+    finally:  # on a failure, stop rendering what would only be deleted
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)

@@ -143,6 +143,178 @@ class Position:
     step: int = 0
 
 
+class LoopTrainer:
+    """What every trainer here shares: the epoch-ordered loader, the step loop with its log, progress,
+    periodic checkpoints and wall-clock budget, saving, and the resume checks.
+
+    A subclass sets the attributes below in its ``__init__`` and supplies ``train_step`` (one
+    optimisation step: the logged values and anything ``after_step`` wants, None when skipped)
+    and ``state``; the ``log_columns``, ``on_log``, ``after_step`` and ``on_epoch_end`` hooks are
+    optional.
+    """
+
+    checkpoint_name: str
+    out_dir: Path
+    dataset: Any
+    batch_size: int
+    seed: int
+    num_workers: int
+    device: torch.device
+    guard: Guard
+    position: Position
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return len(self.dataset) // self.batch_size
+
+    def state(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def train_step(self, batch: dict[str, Any]) -> tuple[dict[str, float], Any]:
+        raise NotImplementedError
+
+    def log_columns(self) -> dict[str, Any]:
+        """Columns of every log row after step and epoch (the CSV keeps the first row's columns)."""
+        return {}
+
+    def on_log(self, row: dict[str, Any]) -> None:
+        """Called with every log row, e.g. to warn about a failure no loss shows."""
+
+    def after_step(self, batch: dict[str, Any], produced: Any) -> None:
+        """Called after every step with what ``train_step`` returned besides the values."""
+
+    def on_epoch_end(self) -> None:
+        """Called when an epoch's last batch has run (learning-rate schedules)."""
+
+    def save(self, path: Path | None = None) -> Path:
+        path = path or self.out_dir / self.checkpoint_name
+        save_checkpoint(path, self.state())
+        return path
+
+    def check_resumable(self, trainer: dict[str, Any], source: Path) -> None:
+        """An exact continuation needs the batch size and seed the checkpoint was trained with."""
+        if trainer.get("batch_size") != self.batch_size or trainer.get("seed") != self.seed:
+            raise TrainingError(
+                f"checkpoint {source} was trained with batch size {trainer.get('batch_size')} and seed "
+                f"{trainer.get('seed')}; resume with the same values for an exact continuation."
+            )
+
+    @staticmethod
+    def load_optimizers(
+        data: dict[str, Any], optimizers: dict[str, torch.optim.Optimizer], source: Path
+    ) -> None:
+        """Load the optimiser states ``data`` has (by key); one that does not fit is an error naming it."""
+        for key, opt in optimizers.items():
+            if key not in data:
+                continue
+            try:
+                opt.load_state_dict(data[key])
+            except (ValueError, KeyError) as exc:
+                raise TrainingError(
+                    f"checkpoint {source}: {key} does not fit the networks ({exc})."
+                ) from None
+
+    def _loader(self) -> DataLoader:
+        sampler = EpochBatches(
+            len(self.dataset), self.batch_size, self.seed, self.position.epoch, self.position.batch
+        )
+        return DataLoader(
+            self.dataset,
+            batch_sampler=sampler,
+            num_workers=self.num_workers,
+            pin_memory=self.device.type == "cuda",
+        )
+
+    def _log_row(self, totals: dict[str, float], count: int, elapsed: float) -> dict[str, Any]:
+        row: dict[str, Any] = {"step": self.position.step, "epoch": self.position.epoch, **self.log_columns()}
+        row.update({k: round(v / max(count, 1), 6) for k, v in totals.items()})
+        row["skipped"] = self.guard.skipped
+        row["seconds_per_step"] = round(elapsed / max(count, 1), 4)
+        return row
+
+    def train_loop(
+        self,
+        steps: int,
+        log_every: int = 50,
+        checkpoint_every: int = 1000,
+        on_progress: ProgressCallback | None = None,
+        progress_bar: bool = True,
+        max_seconds: float | None = None,
+    ) -> Path:
+        """Train until ``steps`` optimisation steps in total; returns the final checkpoint.
+
+        ``max_seconds`` stops after the step that crosses the wall-clock budget; the checkpoint
+        then resumes exactly where it stopped. An interrupt saves before it propagates.
+        """
+        per_epoch = self.batches_per_epoch
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        log = _CsvLog(self.out_dir / "log.csv")
+        totals: dict[str, float] = {}
+        count = 0
+        started = run_start = time.perf_counter()
+        bar = tqdm(total=steps, initial=min(self.position.step, steps), disable=not progress_bar, unit="step")
+        try:
+            while self.position.step < steps:
+                for batch in self._loader():
+                    values, produced = self.train_step(batch)
+                    pos = self.position
+                    pos.step += 1
+                    pos.batch += 1
+                    for k, v in values.items():
+                        totals[k] = totals.get(k, 0.0) + v
+                    count += 1
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{values['total']:.4g}", l1=f"{values['l1']:.4f}")
+                    if on_progress is not None:
+                        on_progress(pos.step, steps, values)
+                    if pos.step % log_every == 0 or pos.step == steps:
+                        row = self._log_row(totals, count, time.perf_counter() - started)
+                        log.write(row)
+                        self.on_log(row)
+                        totals, count, started = {}, 0, time.perf_counter()
+                    self.after_step(batch, produced)
+                    if checkpoint_every and pos.step % checkpoint_every == 0 and pos.step < steps:
+                        self.save()
+                    out_of_time = max_seconds is not None and time.perf_counter() - run_start > max_seconds
+                    if pos.step >= steps or out_of_time:
+                        break
+                if self.position.batch >= per_epoch:
+                    self.position.epoch += 1
+                    self.position.batch = 0
+                    self.on_epoch_end()
+                if max_seconds is not None and time.perf_counter() - run_start > max_seconds:
+                    break
+        except KeyboardInterrupt:
+            self.save()
+            raise
+        finally:
+            bar.close()
+        return self.save()
+
+
+def read_resume(
+    checkpoint: str | Path | None,
+    checkpoints_dir: Path | None,
+    resolve: Callable[[str | Path, Path | None], Path],
+    read: Callable[[Path], dict[str, Any]],
+) -> tuple[Path | None, dict[str, Any] | None]:
+    """The checkpoint to resume from (a path or a name, found by the model's ``resolve``) and its
+    contents (the model's ``read``); ``(None, None)`` for a new run."""
+    if checkpoint is None:
+        return None, None
+    source = resolve(checkpoint, checkpoints_dir)
+    return source, read(source)
+
+
+def resume_precision(precision: str, data_ckpt: dict[str, Any] | None) -> str:
+    """``auto`` resumes in the precision the checkpoint was trained in (an exact continuation needs
+    the same arithmetic); a new run, or an explicit choice, keeps ``precision``."""
+    resumed = data_ckpt.get("trainer") if data_ckpt is not None else None
+    if precision == "auto" and isinstance(resumed, dict) and resumed.get("precision") in PRECISIONS:
+        return resumed["precision"]
+    return precision
+
+
 def _load_config(
     config: str | Path | fomm_config.FommConfig | None, stored: dict | None
 ) -> fomm_config.FommConfig:
@@ -159,8 +331,10 @@ def _load_config(
     return cfg
 
 
-class Trainer:
+class Trainer(LoopTrainer):
     """Owns the networks, optimisers and position; ``run`` trains until a step or epoch budget."""
+
+    checkpoint_name = CHECKPOINT_NAME
 
     def __init__(
         self,
@@ -214,6 +388,7 @@ class Trainer:
             self.generator_objective = nn.DataParallel(self.generator_objective)
             self.discriminator_objective = nn.DataParallel(self.discriminator_objective)
         self.warps = torch.Generator().manual_seed(seed)
+        self.grid_every = 500  # run() sets it
         self.guard = Guard()
         self.motion_watch = MotionWatch()
         self.position = Position()
@@ -231,10 +406,6 @@ class Trainer:
                 f"the training set gives {len(self.dataset)} samples per epoch, fewer than one batch of "
                 f"{self.batch_size}; add videos, raise num_repeats or lower batch_size."
             )
-
-    @property
-    def batches_per_epoch(self) -> int:
-        return len(self.dataset) // self.batch_size
 
     # --- checkpoints ---------------------------------------------------------------------------
 
@@ -263,36 +434,21 @@ class Trainer:
             },
         }
 
-    def save(self, path: Path | None = None) -> Path:
-        path = path or self.out_dir / CHECKPOINT_NAME
-        save_checkpoint(path, self.state())
-        return path
-
     def restore(self, data: dict, source: Path) -> None:
         """Load networks, optimisers and position; a reference checkpoint resumes at its next epoch."""
         load_state_strict(self.generator, data["generator"], "generator", source)
         load_state_strict(self.kp_detector, data["kp_detector"], "keypoint detector", source)
         if "discriminator" in data:
             load_state_strict(self.discriminator, data["discriminator"], "discriminator", source)
-        for key, opt in (
-            ("optimizer_generator", self.opt_generator),
-            ("optimizer_kp_detector", self.opt_kp_detector),
-            ("optimizer_discriminator", self.opt_discriminator),
-        ):
-            if key in data:
-                try:
-                    opt.load_state_dict(data[key])
-                except (ValueError, KeyError) as exc:
-                    raise TrainingError(
-                        f"checkpoint {source}: {key} does not fit the networks ({exc})."
-                    ) from None
+        optimizers = {
+            "optimizer_generator": self.opt_generator,
+            "optimizer_kp_detector": self.opt_kp_detector,
+            "optimizer_discriminator": self.opt_discriminator,
+        }
+        self.load_optimizers(data, optimizers, source)
         trainer = data.get("trainer")
         if isinstance(trainer, dict):
-            if trainer.get("batch_size") != self.batch_size or trainer.get("seed") != self.seed:
-                raise TrainingError(
-                    f"checkpoint {source} was trained with batch size {trainer.get('batch_size')} and seed "
-                    f"{trainer.get('seed')}; resume with the same values for an exact continuation."
-                )
+            self.check_resumable(trainer, source)
             self.position = Position(trainer["epoch"], trainer["batch"], trainer["step"])
             self.warps.set_state(trainer["warp_rng"])
             self.guard.load(trainer["guard"])
@@ -305,17 +461,6 @@ class Trainer:
             scheduler.last_epoch = self.position.epoch
 
     # --- training ------------------------------------------------------------------------------
-
-    def _loader(self) -> DataLoader:
-        sampler = EpochBatches(
-            len(self.dataset), self.batch_size, self.seed, self.position.epoch, self.position.batch
-        )
-        return DataLoader(
-            self.dataset,
-            batch_sampler=sampler,
-            num_workers=self.num_workers,
-            pin_memory=self.device.type == "cuda",
-        )
 
     def _freeze_batch_norm(self) -> None:
         """From ``train_params.freeze_batch_norm_after`` steps on, batch norm uses its running statistics.
@@ -334,7 +479,7 @@ class Trainer:
                 if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.training == frozen:
                     module.train(not frozen)
 
-    def step(self, batch: dict[str, Any]) -> tuple[dict[str, float], dict[str, torch.Tensor] | None]:
+    def train_step(self, batch: dict[str, Any]) -> tuple[dict[str, float], dict[str, torch.Tensor] | None]:
         """One optimisation step; returns the losses and the generated tensors (None if skipped)."""
         self._freeze_batch_norm()
         source = batch["source"].to(self.device)
@@ -397,74 +542,32 @@ class Trainer:
         ``max_seconds`` stops earlier, after the step that crosses the wall-clock budget (the
         checkpoint then resumes exactly where it stopped).
         """
-        per_epoch = self.batches_per_epoch
         if steps is None:
-            steps = (epochs if epochs is not None else self.tp["num_epochs"]) * per_epoch
+            steps = (epochs if epochs is not None else self.tp["num_epochs"]) * self.batches_per_epoch
         elif epochs is not None:
-            steps = min(steps, epochs * per_epoch)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        log = _CsvLog(self.out_dir / "log.csv")
-        totals: dict[str, float] = {}
-        count = 0
-        started = run_start = time.perf_counter()
-        bar = tqdm(total=steps, initial=min(self.position.step, steps), disable=not progress_bar, unit="step")
-        try:
-            while self.position.step < steps:
-                for batch in self._loader():
-                    values, generated = self.step(batch)
-                    pos = self.position
-                    pos.step += 1
-                    pos.batch += 1
-                    for k, v in values.items():
-                        totals[k] = totals.get(k, 0.0) + v
-                    count += 1
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{values['total']:.3f}", l1=f"{values['l1']:.4f}")
-                    if on_progress is not None:
-                        on_progress(pos.step, steps, values)
-                    if pos.step % log_every == 0 or pos.step == steps:
-                        elapsed = time.perf_counter() - started
-                        row = self._log_row(totals, count, elapsed)
-                        log.write(row)
-                        lost = self.motion_watch.update(pos.step, row["l1"], row["baseline_l1"])
-                        if lost is not None:
-                            warnings.warn(lost, MotionLostWarning, stacklevel=2)
-                        totals, count, started = {}, 0, time.perf_counter()
-                    if generated is not None and grid_every and pos.step % grid_every == 0:
-                        grid = training_grid(batch["source"], batch["driving"], generated)
-                        save_grid(self.out_dir / "grids" / f"step-{pos.step:07d}.png", grid)
-                    if checkpoint_every and pos.step % checkpoint_every == 0 and pos.step < steps:
-                        self.save()
-                    out_of_time = max_seconds is not None and time.perf_counter() - run_start > max_seconds
-                    if pos.step >= steps or out_of_time:
-                        break
-                if self.position.batch >= per_epoch:
-                    self.position.epoch += 1
-                    self.position.batch = 0
-                    with warnings.catch_warnings():
-                        # The discriminator's optimiser never steps when it is not trained.
-                        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
-                        for scheduler in self.schedulers:
-                            scheduler.step()
-                if max_seconds is not None and time.perf_counter() - run_start > max_seconds:
-                    break
-        except KeyboardInterrupt:
-            self.save()
-            raise
-        finally:
-            bar.close()
-        return self.save()
+            steps = min(steps, epochs * self.batches_per_epoch)
+        self.grid_every = grid_every
+        return self.train_loop(steps, log_every, checkpoint_every, on_progress, progress_bar, max_seconds)
 
-    def _log_row(self, totals: dict[str, float], count: int, elapsed: float) -> dict[str, Any]:
-        row: dict[str, Any] = {
-            "step": self.position.step,
-            "epoch": self.position.epoch,
-            "lr_generator": self.opt_generator.param_groups[0]["lr"],
-        }
-        row.update({k: round(v / max(count, 1), 6) for k, v in totals.items()})
-        row["skipped"] = self.guard.skipped
-        row["seconds_per_step"] = round(elapsed / max(count, 1), 4)
-        return row
+    def log_columns(self) -> dict[str, Any]:
+        return {"lr_generator": self.opt_generator.param_groups[0]["lr"]}
+
+    def on_log(self, row: dict[str, Any]) -> None:
+        lost = self.motion_watch.update(self.position.step, row["l1"], row["baseline_l1"])
+        if lost is not None:
+            warnings.warn(lost, MotionLostWarning, stacklevel=3)
+
+    def after_step(self, batch: dict[str, Any], produced: dict[str, torch.Tensor] | None) -> None:
+        if produced is not None and self.grid_every and self.position.step % self.grid_every == 0:
+            grid = training_grid(batch["source"], batch["driving"], produced)
+            save_grid(self.out_dir / "grids" / f"step-{self.position.step:07d}.png", grid)
+
+    def on_epoch_end(self) -> None:
+        with warnings.catch_warnings():
+            # The discriminator's optimiser never steps when it is not trained.
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+            for scheduler in self.schedulers:
+                scheduler.step()
 
 
 class _CsvLog:
@@ -517,16 +620,10 @@ def train(
     continuation needs the same arithmetic); a new run takes bf16 where it is fast.
     A bare ``checkpoint`` name is looked up among the shipped ones and in ``checkpoints_dir``.
     """
-    data_ckpt: dict | None = None
-    source: Path | None = None
-    if checkpoint is not None:
-        source = resolve_checkpoint(checkpoint, checkpoints_dir)
-        data_ckpt = read_checkpoint(source)
+    source, data_ckpt = read_resume(checkpoint, checkpoints_dir, resolve_checkpoint, read_checkpoint)
     stored = data_ckpt.get("config") if data_ckpt is not None else None
     cfg = _load_config(config, stored if isinstance(stored, dict) else None)
-    resumed = data_ckpt.get("trainer") if data_ckpt is not None else None
-    if precision == "auto" and isinstance(resumed, dict) and resumed.get("precision") in PRECISIONS:
-        precision = resumed["precision"]
+    precision = resume_precision(precision, data_ckpt)
     trainer = Trainer(
         cfg, Path(data), Path(out_dir), vgg_weights, device, seed, num_workers, batch_size, precision
     )

@@ -1,9 +1,9 @@
 """VAE+GAN checkpoints: one ``torch.save`` dict, read with ``weights_only=True``.
 
-Layout (format ``animatica.vaegan``, version 1)::
+Layout (format ``animatica.vaegan``, version 2)::
 
     format       "animatica.vaegan"
-    version      1
+    version      2
     config       the VaeganConfig as plain data (``config.config_to_dict``): no YAML needed to animate
     encoder      state dict
     decoder      state dict
@@ -13,6 +13,8 @@ Layout (format ``animatica.vaegan``, version 1)::
     trainer      {epoch, batch, step, seed, batch_size, precision, noise_rng, guard, watch}
 
 An inference checkpoint (``export_inference``, the shipped ``vaegan-demo``) keeps the first six.
+Version 2 added the conditioned decoder (config ``condition``, ``flow_range``,
+``train.cross_identity``); version 1 files, whose configs lack those keys, read as plain decoders.
 Loading is strict: a missing, unexpected or mis-shaped tensor is an error that names it.
 """
 
@@ -30,7 +32,8 @@ from animatica.state_dicts import fit_problems, strip_data_parallel
 from animatica.vaegan.config import VaeganConfig, config_from_dict, config_to_dict
 
 FORMAT = "animatica.vaegan"
-VERSION = 1
+VERSION = 2
+READABLE = (1, 2)
 SHIPPED_DIR = Path(__file__).resolve().parent / "weights"
 SUFFIXES = (".pth", ".pt", ".pth.tar", ".ckpt")
 INFERENCE_KEYS = ("format", "version", "config", "encoder", "decoder", "step")
@@ -86,9 +89,10 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
         raise CheckpointError(
             f"checkpoint {path} is not a vaegan checkpoint{f'; it is {what}' if what else ''}"
         )
-    if data.get("version") != VERSION:
+    if data.get("version") not in READABLE:
         raise CheckpointError(
-            f"checkpoint {path} has vaegan format version {data.get('version')!r}; this reads {VERSION}"
+            f"checkpoint {path} has vaegan format version {data.get('version')!r}; this reads "
+            f"{', '.join(map(str, READABLE))}"
         )
     missing = [k for k in ("config", "encoder", "decoder") if k not in data]
     if missing:

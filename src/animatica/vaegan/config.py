@@ -26,6 +26,7 @@ from animatica.errors import ConfigError
 
 SIZES = (64, 128, 256)
 RECONSTRUCTIONS = ("bce", "l1")
+CONDITIONS = ("none", "source")
 CONVS = 7  # per encoder and per decoder
 DISC_CONVS = 4
 _CONFIG_DIR = Path(__file__).with_name("configs")
@@ -45,6 +46,11 @@ class LossWeights:
     without letting it outvote reconstruction (at 1 it is lost in a sum over 12,288 pixels).
     Feature matching (the discriminator's features of the reconstruction vs the real image) and
     perceptual distance are off by default: they cost time that the CPU budget spends on steps.
+    ``motion`` (models conditioned on the source, trained on synthetic faces, whose items know
+    their expression and pose) asks the first latent dimensions' difference ``z_t - z_0`` to equal
+    the driving frame's change of the rendered parameters (squared error per image): the encoder
+    learns at once what to say, where from reconstruction alone it learns it only after the
+    decoder has learnt to listen, which a short CPU budget does not reach.
     """
 
     kl: float = 1.0
@@ -52,6 +58,7 @@ class LossWeights:
     adversarial: float = 8.0
     feature_matching: float = 0.0
     perceptual: float = 0.0
+    motion: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -59,7 +66,10 @@ class TrainParams:
     """Adam for the VAE and the discriminator. ``kl_warmup_steps`` ramps the KL weight up from 0,
     the usual guard against posterior collapse early in training; ``adversarial_after`` starts
     the discriminator's game only once reconstructions look like faces, so it does not win on
-    noise and stall the decoder."""
+    noise and stall the decoder. ``cross_identity`` (models conditioned on the source, trained on
+    a synthetic faces dataset) is the share of training items whose motion comes from another
+    person, the target then rendered as the source person making it: the latent difference has
+    to move any face, not only the one it was encoded from."""
 
     batch_size: int = 32
     lr: float = 5e-4
@@ -70,6 +80,7 @@ class TrainParams:
     adversarial_after: int = 1000
     num_repeats: int = 8
     steps: int = 10000
+    cross_identity: float = 0.75
 
 
 @dataclass(frozen=True)
@@ -82,6 +93,11 @@ class VaeganConfig:
     disc_channels: tuple[int, ...] = (16, 32, 64, 128)
     disc_hidden: tuple[int, ...] = (256, 64)
     reconstruction: str = "bce"  # bce (as the method) or l1
+    # "source": the decoder also sees the source photo (features at every resolution, a flow that
+    # warps it and a mask that blends the warp with painted pixels), so the latent only has to
+    # carry expression and pose. "none" is the reproduced method's plain decoder.
+    condition: str = "none"
+    flow_range: float = 0.25  # "source": largest warp, in half-widths of the image
     loss: LossWeights = field(default_factory=LossWeights)
     train: TrainParams = field(default_factory=TrainParams)
 
@@ -101,6 +117,12 @@ class VaeganConfig:
         ):
             if len(values) != count or not all(isinstance(v, int) and v > 0 for v in values):
                 problems.append(f"{name} must be {count} positive whole numbers, got {list(values)!r}")
+        if self.condition not in CONDITIONS:
+            problems.append(f"condition must be one of {', '.join(CONDITIONS)}, got {self.condition!r}")
+        if not isinstance(self.flow_range, int | float) or not 0 < self.flow_range <= 1:
+            problems.append(f"flow_range must be a number in (0, 1], got {self.flow_range!r}")
+        if not isinstance(self.train.cross_identity, int | float) or not 0 <= self.train.cross_identity <= 1:
+            problems.append(f"train.cross_identity must be in [0, 1], got {self.train.cross_identity!r}")
         if self.reconstruction not in RECONSTRUCTIONS:
             problems.append(f"reconstruction must be one of {', '.join(RECONSTRUCTIONS)}")
         for f in dataclasses.fields(self.loss):

@@ -38,6 +38,12 @@ class Encoder(nn.Module):
             nn.Linear(h1, 2 * cfg.latent),
         )
         self.latent = cfg.latent
+        if cfg.condition == "source":
+            # A sum of three encodings (z_source + z_driving - z_initial) at the prior's unit noise
+            # each drowns what the latent says, and the decoder learns to ignore it before the
+            # encoder learns to say anything: start with a small posterior spread instead.
+            with torch.no_grad():
+                self.linears[-1].bias[cfg.latent :].fill_(-6.0)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.linears(self.convs(image * 2 - 1).flatten(1))

@@ -52,8 +52,16 @@ def morph_frames(
     ``engine`` is a loaded ``VaeganEngine``."""
     z = engine.encode(np.stack([first, second]))
     latents = path(z[0], z[1], frames, method)
+    photos = None
+    if engine.conditioned:
+        # A decoder conditioned on a photo gets the cross-fade of the two: the latent path moves the
+        # face, the photos' pixels carry the identities from the first to the second.
+        pair = engine._to_tensor(np.stack([first, second]))
+        weights = torch.from_numpy(np.linspace(0.0, 1.0, frames)).float().view(-1, 1, 1, 1)
+        photos = (1 - weights) * pair[:1] + weights * pair[1:]
     for start in range(0, frames, batch):
-        yield from engine.to_uint8(engine.decode(latents[start : start + batch]))
+        chunk = None if photos is None else photos[start : start + batch]
+        yield from engine.to_uint8(engine.decode(latents[start : start + batch], chunk))
 
 
 def face_input(image: np.ndarray, side: int, crop: bool | None = None) -> np.ndarray:

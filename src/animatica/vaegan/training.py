@@ -1,9 +1,13 @@
 """Training the VAE+GAN: the loop, checkpoints with exact resumption, collapse warnings, progress.
 
-It follows FOMM's trainer (``training/trainer.py``) and shares its parts: the frame-folder
-datasets with their position-seeded items and epoch orders, the loss guard, the CSV log, the
-atomic checkpoint writer and the precision choice (bf16 where the hardware makes it fast). Each
-training item is two frames of one clip; both are trained on as plain images.
+It shares FOMM's trainer's parts (``training/trainer.py``: ``LoopTrainer``'s step loop, log,
+progress, periodic and atomic checkpoints, resume checks; the frame-folder datasets with their
+position-seeded items and epoch orders; the loss guard; the precision choice, bf16 where the
+hardware makes it fast). For the plain model each training item is two frames of one clip, both
+trained on as plain images. A model conditioned on the source photo trains as it animates:
+``decode(z_source + z_driving - z_initial, source)`` against the target, on cross-identity items
+of a synthetic faces dataset (``training/faces/pairs.py``: A's photo, B's motion, A rendered
+making it) or, on other frame folders, on a clip's own frames.
 
 Each step first trains the VAE (KL + reconstruction + the discriminator's verdict that the
 reconstruction is real, + optional feature matching and perceptual terms), then the
@@ -15,7 +19,6 @@ state is saved with the optimisers, the position, the guard and the collapse wat
 from __future__ import annotations
 
 import math
-import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,14 +28,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch.optim import Adam
-from torch.utils.data import DataLoader
-from tqdm import tqdm
 
-from animatica.device import PRECISIONS, precision_name, resolve_device, resolve_precision
-from animatica.fomm.checkpoint import save_checkpoint
-from animatica.training.datasets import DatasetRepeater, EpochBatches, FramesDataset
+from animatica.device import precision_name, resolve_device, resolve_precision
+from animatica.training.datasets import DatasetRepeater, FramesDataset
 from animatica.training.errors import TrainingError
-from animatica.training.trainer import Guard, Position, _CsvLog
+from animatica.training.faces.pairs import FacePairs, is_faces_dataset
+from animatica.training.trainer import Guard, LoopTrainer, Position, read_resume, resume_precision
 from animatica.vaegan import checkpoint as ckpt
 from animatica.vaegan.config import VaeganConfig, config_to_dict, load_config
 from animatica.vaegan.decoder import Decoder
@@ -117,8 +118,10 @@ def reconstruction_loss(kind: str, logits: torch.Tensor, target: torch.Tensor) -
     return (torch.sigmoid(logits) - target).abs().flatten(1).sum(1)
 
 
-class VaeganTrainer:
-    """Owns the networks, optimisers and position; ``run`` trains until a step budget."""
+class VaeganTrainer(LoopTrainer):
+    """Owns the networks, optimisers and position; ``train_loop`` trains until a step budget."""
+
+    checkpoint_name = CHECKPOINT_NAME
 
     def __init__(
         self,
@@ -160,19 +163,19 @@ class VaeganTrainer:
         self.guard = Guard()
         self.watch = CollapseWatch()
         self.position = Position()
-        dataset = FramesDataset(
-            Path(data), frame_shape=cfg.frame_size, is_train=True, id_sampling=True, seed=seed
-        )
+        dataset: Any
+        if cfg.condition == "source" and is_faces_dataset(Path(data)):
+            dataset = FacePairs(Path(data), cfg.size, self.tp.cross_identity, seed=seed)
+        else:
+            dataset = FramesDataset(
+                Path(data), frame_shape=cfg.frame_size, is_train=True, id_sampling=True, seed=seed
+            )
         self.dataset = DatasetRepeater(dataset, self.tp.num_repeats)
         if len(self.dataset) < self.batch_size:
             raise TrainingError(
                 f"the training set gives {len(self.dataset)} samples per epoch, fewer than one batch of "
                 f"{self.batch_size}; add clips, raise train.num_repeats or lower the batch size."
             )
-
-    @property
-    def batches_per_epoch(self) -> int:
-        return len(self.dataset) // self.batch_size
 
     # --- checkpoints ---------------------------------------------------------------------------
 
@@ -197,11 +200,6 @@ class VaeganTrainer:
         )
         return entries
 
-    def save(self, path: Path | None = None) -> Path:
-        path = path or self.out_dir / CHECKPOINT_NAME
-        save_checkpoint(path, self.state())
-        return path
-
     def restore(self, data: dict[str, Any], source: Path) -> None:
         ckpt.load_state_strict(self.encoder, data["encoder"], "encoder", source)
         ckpt.load_state_strict(self.decoder, data["decoder"], "decoder", source)
@@ -212,21 +210,14 @@ class VaeganTrainer:
                 "position); resume from a training checkpoint (out-dir/checkpoint.pth)."
             )
         ckpt.load_state_strict(self.discriminator, data["discriminator"], "discriminator", source)
-        for key, opt in (
-            ("optimizer_vae", self.opt_vae),
-            ("optimizer_discriminator", self.opt_discriminator),
-        ):
-            try:
-                opt.load_state_dict(data[key])
-            except (ValueError, KeyError) as exc:
-                raise TrainingError(
-                    f"checkpoint {source}: {key} does not fit the networks ({exc})."
-                ) from None
-        if trainer.get("batch_size") != self.batch_size or trainer.get("seed") != self.seed:
+        optimizers = {"optimizer_vae": self.opt_vae, "optimizer_discriminator": self.opt_discriminator}
+        missing = [key for key in optimizers if key not in data]
+        if missing:
             raise TrainingError(
-                f"checkpoint {source} was trained with batch size {trainer.get('batch_size')} and seed "
-                f"{trainer.get('seed')}; resume with the same values for an exact continuation."
+                f"checkpoint {source} has no {', '.join(missing)}; it cannot resume training."
             )
+        self.load_optimizers(data, optimizers, source)
+        self.check_resumable(trainer, source)
         self.position = Position(trainer["epoch"], trainer["batch"], trainer["step"])
         self.noise.set_state(trainer["noise_rng"])
         self.guard.load(trainer["guard"])
@@ -238,22 +229,45 @@ class VaeganTrainer:
         enabled = self.autocast_dtype != torch.float32
         return torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=enabled)
 
-    def step(self, batch: dict[str, Any]) -> dict[str, float]:
+    def train_step(self, batch: dict[str, Any]) -> tuple[dict[str, float], None]:
         """One VAE step then one discriminator step; returns the losses (per image)."""
-        images = torch.cat([batch["source"], batch["driving"]]).to(self.device)
+        conditioned = self.cfg.condition == "source"
+        if conditioned:
+            # The use: decode(z_source + z_driving - z_initial, source) against the target; a plain
+            # frame dataset's pair is (source, driving) with the source as the initial frame.
+            source = batch["source"].to(self.device)
+            initial = batch.get("initial", batch["source"]).to(self.device)
+            driving = batch["driving"].to(self.device)
+            images = batch.get("target", batch["driving"]).to(self.device)
+            inputs = torch.cat([source, initial, driving])
+        else:
+            images = inputs = torch.cat([batch["source"], batch["driving"]]).to(self.device)
         weights = self.cfg.loss
         step = self.position.step
         kl_weight = weights.kl * min(1.0, (step + 1) / max(1, self.tp.kl_warmup_steps))
         adversarial = weights.adversarial > 0 and step >= self.tp.adversarial_after
-        noise = torch.randn(images.shape[0], self.cfg.latent, generator=self.noise).to(self.device)
+        noise = torch.randn(inputs.shape[0], self.cfg.latent, generator=self.noise).to(self.device)
         with self._autocast():
-            mu, logvar = self.encoder(images)
+            mu, logvar = self.encoder(inputs)
             z = mu + noise * (0.5 * logvar.float()).exp()
-            logits = self.decoder(z)
+            if conditioned:
+                # The photo's and the initial frame's posterior means, as animation uses them; the
+                # driving frame's sample keeps the latent smooth around each encoding.
+                mu_source, mu_initial, mu_driving = mu.float().chunk(3)
+                z_driving = z.chunk(3)[2]
+                logits = self.decoder(mu_source + z_driving - mu_initial, source)
+            else:
+                logits = self.decoder(z)
             kl = kl_divergence(mu.float(), logvar.float()).mean()
             rec = reconstruction_loss(self.cfg.reconstruction, logits.float(), images).mean()
             total = kl_weight * kl + weights.reconstruction * rec
             values = {"kl": kl, "reconstruction": rec}
+            if conditioned and weights.motion > 0 and "motion" in batch:
+                target = batch["motion"].to(self.device)
+                said = (mu_driving - mu_initial)[:, : target.shape[1]]
+                motion = (said - target).pow(2).sum(1).mean()
+                total = total + weights.motion * motion
+                values["motion"] = motion
             recon = torch.sigmoid(logits)
             if adversarial or weights.feature_matching > 0:
                 fake_logit, fake_features = self.discriminator(recon)
@@ -279,7 +293,7 @@ class VaeganTrainer:
         out["total"] = float(total.detach())
         if not self.guard.accept(out["total"]):
             self.opt_vae.zero_grad(set_to_none=True)
-            return out
+            return out, None
         # The discriminator's gradients from the VAE step are discarded: it learns only in its own step.
         total.backward()
         self.opt_vae.step()
@@ -299,84 +313,16 @@ class VaeganTrainer:
                 self.opt_discriminator.step()
             self.opt_discriminator.zero_grad(set_to_none=True)
             out["discriminator"] = float(d_loss.detach())
-        return out
+        return out, None
 
-    def _loader(self) -> DataLoader:
-        sampler = EpochBatches(
-            len(self.dataset), self.batch_size, self.seed, self.position.epoch, self.position.batch
-        )
-        return DataLoader(self.dataset, batch_sampler=sampler, num_workers=self.num_workers)
+    def log_columns(self) -> dict[str, Any]:
+        # Every loss column from the first row on, though the adversarial terms start later.
+        keys = ("total", "kl", "kl_per_dim", "reconstruction", "l1", "motion", "adversarial", "discriminator")
+        return dict.fromkeys(keys)
 
-    def run(
-        self,
-        steps: int | None = None,
-        log_every: int = 50,
-        checkpoint_every: int = 1000,
-        on_progress: ProgressCallback | None = None,
-        progress_bar: bool = True,
-        max_seconds: float | None = None,
-    ) -> Path:
-        """Train until ``steps`` optimisation steps in total (the config's when None); returns the checkpoint.
-
-        ``max_seconds`` stops after the step that crosses the wall-clock budget; the checkpoint
-        then resumes exactly where it stopped.
-        """
-        steps = self.tp.steps if steps is None else steps
-        per_epoch = self.batches_per_epoch
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        log = _CsvLog(self.out_dir / "log.csv")
-        totals: dict[str, float] = {}
-        count = 0
-        started = run_start = time.perf_counter()
-        bar = tqdm(total=steps, initial=min(self.position.step, steps), disable=not progress_bar, unit="step")
-        try:
-            while self.position.step < steps:
-                for batch in self._loader():
-                    values = self.step(batch)
-                    pos = self.position
-                    pos.step += 1
-                    pos.batch += 1
-                    for k, v in values.items():
-                        totals[k] = totals.get(k, 0.0) + v
-                    count += 1
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{values['total']:.1f}", l1=f"{values['l1']:.4f}")
-                    if on_progress is not None:
-                        on_progress(pos.step, steps, values)
-                    if pos.step % log_every == 0 or pos.step == steps:
-                        row = self._log_row(totals, count, time.perf_counter() - started)
-                        log.write(row)
-                        for message in self.watch.update(
-                            pos.step, row["kl_per_dim"], row.get("discriminator")
-                        ):
-                            warnings.warn(message, CollapseWarning, stacklevel=2)
-                        totals, count, started = {}, 0, time.perf_counter()
-                    if checkpoint_every and pos.step % checkpoint_every == 0 and pos.step < steps:
-                        self.save()
-                    out_of_time = max_seconds is not None and time.perf_counter() - run_start > max_seconds
-                    if pos.step >= steps or out_of_time:
-                        break
-                if self.position.batch >= per_epoch:
-                    self.position.epoch += 1
-                    self.position.batch = 0
-                if max_seconds is not None and time.perf_counter() - run_start > max_seconds:
-                    break
-        except KeyboardInterrupt:
-            self.save()
-            raise
-        finally:
-            bar.close()
-        return self.save()
-
-    def _log_row(self, totals: dict[str, float], count: int, elapsed: float) -> dict[str, Any]:
-        row: dict[str, Any] = {"step": self.position.step, "epoch": self.position.epoch}
-        # Every column from the first row on (the CSV keeps the first row's columns).
-        for key in ("total", "kl", "kl_per_dim", "reconstruction", "l1", "adversarial", "discriminator"):
-            row[key] = None
-        row.update({k: round(v / max(count, 1), 6) for k, v in totals.items()})
-        row["skipped"] = self.guard.skipped
-        row["seconds_per_step"] = round(elapsed / max(count, 1), 4)
-        return row
+    def on_log(self, row: dict[str, Any]) -> None:
+        for message in self.watch.update(self.position.step, row["kl_per_dim"], row.get("discriminator")):
+            warnings.warn(message, CollapseWarning, stacklevel=3)
 
 
 def train(
@@ -403,11 +349,9 @@ def train(
     ``config`` may be omitted when resuming (the checkpoint stores it); ``steps`` counts from the
     start of training. ``precision`` ``auto`` resumes in the checkpoint's own precision.
     """
-    data_ckpt: dict[str, Any] | None = None
-    source: Path | None = None
-    if checkpoint is not None:
-        source = ckpt.resolve_checkpoint(checkpoint, checkpoints_dir)
-        data_ckpt = ckpt.read_checkpoint(source)
+    source, data_ckpt = read_resume(
+        checkpoint, checkpoints_dir, ckpt.resolve_checkpoint, ckpt.read_checkpoint
+    )
     if isinstance(config, VaeganConfig):
         cfg = config
     elif config is not None:
@@ -423,19 +367,11 @@ def train(
                 f"checkpoint {source} was trained with another config; "
                 "resume without --config to use its own."
             )
-    resumed = data_ckpt.get("trainer") if data_ckpt is not None else None
-    if precision == "auto" and isinstance(resumed, dict) and resumed.get("precision") in PRECISIONS:
-        precision = resumed["precision"]
+    precision = resume_precision(precision, data_ckpt)
     trainer = VaeganTrainer(
         cfg, Path(data), Path(out_dir), device, seed, num_workers, batch_size, precision, vgg_weights
     )
     if data_ckpt is not None and source is not None:
         trainer.restore(data_ckpt, source)
-    return trainer.run(
-        steps=steps,
-        log_every=log_every,
-        checkpoint_every=checkpoint_every,
-        on_progress=on_progress,
-        progress_bar=progress_bar,
-        max_seconds=max_seconds,
-    )
+    steps = cfg.train.steps if steps is None else steps
+    return trainer.train_loop(steps, log_every, checkpoint_every, on_progress, progress_bar, max_seconds)

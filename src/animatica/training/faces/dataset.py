@@ -14,12 +14,8 @@ people (their own branch of the seed) never appear in training.
 from __future__ import annotations
 
 import json
-import shutil
-import uuid
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +24,7 @@ from PIL import Image
 from animatica.training.errors import DatasetError
 from animatica.training.faces.params import IDENTITY, MOTION, sample_identity, sample_motion, sample_scene
 from animatica.training.faces.render import background, render_frame
+from animatica.training.synth import run_jobs, staged_folder
 
 _SPLIT_KEYS = {"train": 0, "test": 1}
 _IDENTITY, _SCENE, _MOTION = 0, 1, 2
@@ -132,6 +129,49 @@ def _clip_name(clip: int) -> str:
     return f"c{clip:02d}"
 
 
+def _jobs(
+    staging: Path,
+    seed: int,
+    train: list[Person],
+    test: list[Person],
+    clips_per_person: int,
+    size: int,
+    frames: int,
+) -> tuple[list[_Job], list[dict[str, str]]]:
+    """Every clip to render (each person's own, then each test person moving like each other test
+    person's clips) and the cross-identity pairs of ``cross/index.json``."""
+    jobs: list[_Job] = []
+    for split, group in (("train", train), ("test", test)):
+        for person in group:
+            for clip in range(clips_per_person):
+                name = f"{person.name}#{_clip_name(clip)}"
+                jobs.append(
+                    _Job(staging, f"{split}/{name}", f"params/{split}/{name}.json", seed, person, clip,
+                         person, clip, size, frames)
+                )  # fmt: skip
+    pairs = []
+    for source in test:
+        for driver in test:
+            if driver == source:
+                continue
+            for clip in range(clips_per_person):
+                truth = f"cross/{source.name}__{driver.name}#{_clip_name(clip)}"
+                # The source photo is the person's first clip's first frame: same scene.
+                jobs.append(
+                    _Job(staging, truth, f"params/{truth}.json", seed, source, 0, driver, clip, size, frames)
+                )
+                pairs.append(
+                    {
+                        "source": f"test/{source.name}#{_clip_name(0)}/00000.png",
+                        "source_person": source.name,
+                        "driving": f"test/{driver.name}#{_clip_name(clip)}",
+                        "driving_person": driver.name,
+                        "truth": truth,
+                    }
+                )
+    return jobs, pairs
+
+
 def write_faces_dataset(
     out: Path,
     people: int,
@@ -174,49 +214,11 @@ def write_faces_dataset(
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DatasetError(f"{out} already exists and is not an empty folder; choose a new --out folder.")
     train, test = person_names(people, n_test)
-    staging = out.with_name(f".{out.name}.partial-{uuid.uuid4().hex[:8]}")
-    jobs: list[_Job] = []
-    for split, group in (("train", train), ("test", test)):
-        for person in group:
-            for clip in range(clips_per_person):
-                name = f"{person.name}#{_clip_name(clip)}"
-                jobs.append(
-                    _Job(staging, f"{split}/{name}", f"params/{split}/{name}.json", seed, person, clip,
-                         person, clip, size, frames)
-                )  # fmt: skip
-    pairs = []
-    for source in test:
-        for driver in test:
-            if driver == source:
-                continue
-            for clip in range(clips_per_person):
-                truth = f"cross/{source.name}__{driver.name}#{_clip_name(clip)}"
-                # The source photo is the person's first clip's first frame: same scene.
-                jobs.append(
-                    _Job(staging, truth, f"params/{truth}.json", seed, source, 0, driver, clip, size, frames)
-                )
-                pairs.append(
-                    {
-                        "source": f"test/{source.name}#{_clip_name(0)}/00000.png",
-                        "source_person": source.name,
-                        "driving": f"test/{driver.name}#{_clip_name(clip)}",
-                        "driving_person": driver.name,
-                        "truth": truth,
-                    }
-                )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    try:
+    with staged_folder(out) as staging:
+        jobs, pairs = _jobs(staging, seed, train, test, clips_per_person, size, frames)
         for split in ("train", "test", "cross"):
             (staging / split).mkdir(parents=True)
-        pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers > 1 else None
-        try:
-            rendered = pool.map(_write, jobs, chunksize=4) if pool else map(_write, jobs)
-            for done, _ in enumerate(rendered, start=1):
-                if on_progress is not None:
-                    on_progress(done, len(jobs))
-        finally:
-            if pool is not None:
-                pool.shutdown(cancel_futures=True)
+        run_jobs(_write, jobs, workers, 4, on_progress)
         (staging / "cross" / "index.json").write_text(json.dumps({"pairs": pairs}, indent=1))
         meta = {
             "kind": "faces",
@@ -235,9 +237,4 @@ def write_faces_dataset(
         if measure_detection > 0 and test:
             meta["face_detection"] = _measure(staging, jobs, frames, size, measure_detection)
         (staging / "dataset.json").write_text(json.dumps(meta, indent=1))
-        if out.exists():
-            out.rmdir()
-        staging.rename(out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return out

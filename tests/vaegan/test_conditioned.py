@@ -1,0 +1,166 @@
+"""The decoder conditioned on the source photo (``condition: source``): what it starts from, the
+cross-identity training items it learns from, training and exact resume on them, the engine and
+morph on such a model, and checkpoints of both formats."""
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from animatica.engines.base import StateError
+from animatica.engines.vaegan import VaeganEngine
+from animatica.errors import CheckpointError, ConfigError
+from animatica.fomm.checkpoint import save_checkpoint
+from animatica.training.errors import DatasetError
+from animatica.training.faces.dataset import write_faces_dataset
+from animatica.training.faces.pairs import MOTION_SCALES, FacePairs, is_faces_dataset
+from animatica.training.faces.render import render_frame
+from animatica.vaegan.checkpoint import inference_entries, read_checkpoint
+from animatica.vaegan.config import LossWeights, config_to_dict
+from animatica.vaegan.decoder import Decoder, decoder_resolutions
+from animatica.vaegan.encoder import Encoder
+from animatica.vaegan.morph import morph_frames
+from animatica.vaegan.training import train
+from tests.vaegan.conftest import tiny_config, write_random_checkpoint
+
+
+def conditioned(**changes):
+    loss = LossWeights(adversarial=1.0, feature_matching=0.5, motion=10.0)
+    return tiny_config(condition="source", reconstruction="l1", loss=loss, **changes)
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory) -> Path:
+    return write_faces_dataset(
+        tmp_path_factory.mktemp("faces") / "data",
+        people=3,
+        clips_per_person=2,
+        seed=4,
+        frames=4,
+        test_people=2,
+    )
+
+
+def test_an_untrained_conditioned_decoder_returns_about_the_photo():
+    torch.manual_seed(0)
+    decoder = Decoder(conditioned()).eval()
+    photo = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        out = torch.sigmoid(decoder(torch.randn(2, 8), photo))
+    assert out.shape == photo.shape and (out - photo).abs().mean() < 0.05
+    with pytest.raises(ValueError, match="source photo"):
+        decoder(torch.randn(2, 8))
+    assert decoder_resolutions(64) == [4, 8, 8, 16, 16, 32, 64]
+    assert decoder_resolutions(128)[-1] == 128
+
+
+def test_config_checks_the_new_keys():
+    with pytest.raises(ConfigError, match="condition must be one of none, source"):
+        tiny_config(condition="photo")
+    with pytest.raises(ConfigError, match="flow_range"):
+        conditioned(flow_range=0.0)
+
+
+def test_pairs_give_the_rendered_truth_of_the_source_person_making_the_driving_motion(faces):
+    assert is_faces_dataset(faces) and not is_faces_dataset(faces / "train")
+    pairs = FacePairs(faces, 64, cross_identity=1.0, seed=0)
+    assert len(pairs) == 3
+    item = pairs[(0, 1)]
+    assert set(item) == {"source", "initial", "driving", "target", "motion"}
+    images = {k: v for k, v in item.items() if k != "motion"}
+    assert all(v.shape == (3, 64, 64) and v.dtype == torch.float32 for v in images.values())
+    # the motion is the driving frame's change since the first, scaled: a frame of some clip says it
+    assert item["motion"].shape == (len(MOTION_SCALES),)
+    changes = []
+    for clip in (c for person in pairs.people for c in pairs.clips[person]):
+        frames = pairs._params(clip)["frames"]
+        for frame in frames[1:]:
+            changes.append([(frame[n] - frames[0][n]) / s for n, s in MOTION_SCALES.items()])
+    assert min(np.abs(np.array(changes) - item["motion"].numpy()).max(1)) < 1e-6
+    # the same key gives the same item (exact resume), another key another one
+    assert all(torch.equal(item[k], pairs[(0, 1)][k]) for k in item)
+    assert not torch.equal(item["driving"], pairs[(1, 1)]["driving"])
+    # the renderer with the source clip's own motion gives back its frames: the target is the truth
+    clip = pairs.clips[pairs.people[0]][1]
+    record = pairs._params(clip)
+    for t in range(4):
+        frame = render_frame(record["identity"], _scene(pairs, clip), record["frames"][t], 64)[0]
+        assert np.array_equal(frame, pairs._frames(clip, [t])[0])
+    with pytest.raises(DatasetError, match="--size 128"):
+        FacePairs(faces, 128, 1.0)
+
+
+def _scene(pairs: FacePairs, clip: str):
+    from animatica.training.faces.dataset import Person, scene_of
+
+    index = int(clip[1:5])
+    return scene_of(pairs.data_seed, Person("train", index, clip.split("#")[0]), int(clip.split("#c")[1]))
+
+
+def _train(faces, out, steps, checkpoint=None):
+    cfg = None if checkpoint is not None else conditioned()
+    return train(
+        cfg, faces, checkpoint=checkpoint, out_dir=out, steps=steps, device="cpu", precision="fp32",
+        log_every=1, checkpoint_every=0, progress_bar=False,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_training_on_cross_identity_pairs_resumes_exactly(faces, tmp_path):
+    whole = read_checkpoint(_train(faces, tmp_path / "whole", 4))
+    assert whole["version"] == 2 and whole["config"]["condition"] == "source"
+    first = _train(faces, tmp_path / "part", 2)
+    resumed = read_checkpoint(_train(faces, tmp_path / "part", 4, checkpoint=first))
+    for part in ("encoder", "decoder", "discriminator"):
+        for key, value in whole[part].items():
+            assert torch.equal(value, resumed[part][key]), f"{part}.{key}"
+    rows = {name: list(csv.DictReader((tmp_path / name / "log.csv").open())) for name in ("whole", "part")}
+    assert [r["total"] for r in rows["whole"]] == [r["total"] for r in rows["part"]]
+    assert [int(r["step"]) for r in rows["part"]] == [1, 2, 3, 4]
+    assert all(float(r["motion"]) > 0 for r in rows["whole"])  # the latent is told the motion
+
+
+def _engine(path: Path, **options) -> VaeganEngine:
+    return VaeganEngine.load(path, device="cpu", precision="fp32", **options)
+
+
+def test_the_engine_passes_the_photo_to_a_conditioned_decoder(tmp_path):
+    path = write_random_checkpoint(tmp_path / "cond.pth", conditioned(), seed=2)
+    engine = _engine(path)
+    assert engine.conditioned
+    rng = np.random.default_rng(0)
+    source, driving = (
+        rng.integers(0, 256, (64, 64, 3), np.uint8),
+        rng.integers(0, 256, (3, 64, 64, 3), np.uint8),
+    )
+    state = engine.prepare(source, driving[0])
+    out = engine.animate(state, driving)
+    z = engine.encode(np.concatenate([source[None], driving]))
+    photo = torch.from_numpy(source).permute(2, 0, 1)[None].float() / 255
+    assert np.array_equal(out, engine.to_uint8(engine.decode(z[:1] + z[1:] - z[1], photo)))
+    saved = engine.state_to_dict(state)
+    assert np.array_equal(engine.animate(engine.state_from_dict(saved), driving), out)
+    with pytest.raises(StateError, match="another decoder"):
+        engine.state_from_dict({**saved, "source": None})
+    plain = _engine(write_random_checkpoint(tmp_path / "plain.pth", tiny_config(), seed=2))
+    with pytest.raises(StateError, match="another decoder"):
+        plain.state_from_dict(saved)
+    frames = list(morph_frames(engine, source, driving[1], frames=3))
+    assert len(frames) == 3 and frames[0].shape == (64, 64, 3)
+
+
+def test_version_1_checkpoints_load_and_unknown_versions_are_refused(tmp_path):
+    cfg = tiny_config()
+    old = inference_entries(cfg, Encoder(cfg), Decoder(cfg), step=7)
+    stored = config_to_dict(cfg)
+    for key in ("condition", "flow_range"):
+        stored.pop(key)
+    stored["train"].pop("cross_identity")
+    save_checkpoint(tmp_path / "v1.pth", {**old, "version": 1, "config": stored})
+    engine = _engine(tmp_path / "v1.pth")
+    assert not engine.conditioned and engine.networks.config == cfg
+    save_checkpoint(tmp_path / "v3.pth", {**old, "version": 3})
+    with pytest.raises(CheckpointError, match="version 3; this reads 1, 2"):
+        read_checkpoint(tmp_path / "v3.pth")
