@@ -16,6 +16,10 @@ import typer
 
 from animatica.errors import AnimaticaError
 
+# Options several commands share, worded once.
+DeviceOption = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
+PrecisionOption = Annotated[str, typer.Option(help="auto, fp32 or bf16.")]
+
 app = typer.Typer(
     help="Animatica: bring a still picture to life with the motion of a driving video.",
     no_args_is_help=True,
@@ -225,9 +229,9 @@ def animate(
     fit: Annotated[
         str, typer.Option(help="Fitting inputs to the model size: crop, pad or stretch.")
     ] = "crop",
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    device: DeviceOption = "auto",
     batch_size: Annotated[int, typer.Option(help="Driving frames per forward pass.")] = 4,
-    precision: Annotated[str, typer.Option(help="auto, fp32 or bf16.")] = "auto",
+    precision: PrecisionOption = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Animate SOURCE with the motion of DRIVING and write OUTPUT."""
@@ -389,8 +393,8 @@ def edit(
             "already cropped square to the face and write the 512x512 face.",
         ),
     ] = True,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    precision: Annotated[str, typer.Option(help="auto, fp32 or bf16.")] = "auto",
+    device: DeviceOption = "auto",
+    precision: PrecisionOption = "auto",
 ) -> None:
     """Turn the head and open or close the eyes and mouth of one photo (LivePortrait)."""
     import time
@@ -535,8 +539,8 @@ def bench(
         str | None, typer.Option(help="FOMM checkpoint; random vox-256 weights when absent.")
     ] = None,
     config: Annotated[str, typer.Option(help="FOMM config for random weights.")] = "vox-256",
-    device: Annotated[str, typer.Option()] = "auto",
-    precision: Annotated[str, typer.Option()] = "auto",
+    device: DeviceOption = "auto",
+    precision: PrecisionOption = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON line.")] = False,
 ) -> None:
     """Time an engine on synthetic frames (JSON: ms_per_frame, engine, size, precision, device)."""
@@ -578,8 +582,8 @@ def morph(
             "and shows a face).",
         ),
     ] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    precision: Annotated[str, typer.Option(help="auto, fp32 or bf16.")] = "auto",
+    device: DeviceOption = "auto",
+    precision: PrecisionOption = "auto",
 ) -> None:
     """Morph the face in FIRST into the face in SECOND through the vaegan engine's latent space."""
     from animatica.engines.vaegan import VaeganEngine
@@ -742,7 +746,7 @@ def train(
     steps: Annotated[int | None, typer.Option(help="Total steps to train to.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Total epochs to train to.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Override the config's batch size.")] = None,
-    device: Annotated[str, typer.Option()] = "auto",
+    device: DeviceOption = "auto",
     precision: Annotated[
         str, typer.Option(help="auto (bf16 with bf16 units; a resume keeps its own), fp32, bf16.")
     ] = "auto",
@@ -807,7 +811,7 @@ def evaluate(
     max_pairs: Annotated[
         int | None, typer.Option(help="With --cross-identity: evaluate the first N pairs only.")
     ] = None,
-    device: Annotated[str, typer.Option()] = "auto",
+    device: DeviceOption = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Reconstruction metrics (L1, AKD, MKR, AED) of a model beside the no-motion baseline; with
