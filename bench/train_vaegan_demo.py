@@ -6,7 +6,7 @@ The recipe (the same as these commands, which the README lists)::
         --seed 1 --test-people 2
     animatica data synth --kind faces --out W/held-out --people 2 --clips-per-person 2 --frames 32 \\
         --seed 2 --test-people 8
-    animatica train --config vaegan-demo --data W/train-data --out-dir W/run --device cpu --max-minutes 37
+    animatica train --config vaegan-demo --data W/train-data --out-dir W/run --device cpu --max-minutes 16
 
 ``vaegan-demo`` is the conditioned model (its decoder sees the source photo; trained on
 cross-identity items rendered from the training people, see ``training/faces/pairs.py``). On a
@@ -63,7 +63,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--minutes", type=float, default=37.0)
+    parser.add_argument("--minutes", type=float, default=16.0)
     parser.add_argument("--ship", action="store_true")
     parser.add_argument("--max-pairs", type=int, default=None, help="measure on the first pairs only")
     parser.add_argument("--measure", type=Path, default=None, help="only measure this checkpoint")

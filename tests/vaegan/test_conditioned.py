@@ -13,22 +13,28 @@ from animatica.engines.base import StateError
 from animatica.engines.vaegan import VaeganEngine
 from animatica.errors import CheckpointError, ConfigError
 from animatica.fomm.checkpoint import save_checkpoint
-from animatica.training.errors import DatasetError
+from animatica.training.errors import DatasetError, TrainingError
 from animatica.training.faces.dataset import write_faces_dataset
-from animatica.training.faces.pairs import MOTION_SCALES, FacePairs, is_faces_dataset
+from animatica.training.faces.pairs import (
+    MOTION_SCALES,
+    MOUTH_LANDMARKS,
+    FacePairs,
+    is_faces_dataset,
+    mouth_region,
+)
 from animatica.training.faces.render import render_frame
 from animatica.vaegan.checkpoint import inference_entries, read_checkpoint
-from animatica.vaegan.config import LossWeights, config_to_dict
+from animatica.vaegan.config import LossWeights, TrainParams, config_to_dict
 from animatica.vaegan.decoder import Decoder, decoder_resolutions
 from animatica.vaegan.encoder import Encoder
 from animatica.vaegan.morph import morph_frames
-from animatica.vaegan.training import train
-from tests.vaegan.conftest import tiny_config, write_random_checkpoint
+from animatica.vaegan.training import VaeganTrainer, train
+from tests.vaegan.conftest import tiny_config, write_clips, write_random_checkpoint
 
 
 def conditioned(**changes):
-    loss = LossWeights(adversarial=1.0, feature_matching=0.5, motion=10.0)
-    return tiny_config(condition="source", reconstruction="l1", loss=loss, **changes)
+    changes.setdefault("loss", LossWeights(adversarial=1.0, feature_matching=0.5, motion=10.0, mouth=3.0))
+    return tiny_config(condition="source", reconstruction="l1", **changes)
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +67,10 @@ def test_config_checks_the_new_keys():
         tiny_config(condition="photo")
     with pytest.raises(ConfigError, match="flow_range"):
         conditioned(flow_range=0.0)
+    with pytest.raises(ConfigError, match="latent_noise must be in"):
+        conditioned(train=TrainParams(latent_noise=1.5))
+    with pytest.raises(ConfigError, match="motion_scale must be a number > 0"):
+        conditioned(train=TrainParams(motion_scale=0))
 
 
 def test_pairs_give_the_rendered_truth_of_the_source_person_making_the_driving_motion(faces):
@@ -68,8 +78,8 @@ def test_pairs_give_the_rendered_truth_of_the_source_person_making_the_driving_m
     pairs = FacePairs(faces, 64, cross_identity=1.0, seed=0)
     assert len(pairs) == 3
     item = pairs[(0, 1)]
-    assert set(item) == {"source", "initial", "driving", "target", "motion"}
-    images = {k: v for k, v in item.items() if k != "motion"}
+    assert set(item) == {"source", "initial", "driving", "target", "motion", "mouth"}
+    images = {k: v for k, v in item.items() if k not in ("motion", "mouth")}
     assert all(v.shape == (3, 64, 64) and v.dtype == torch.float32 for v in images.values())
     # the motion is the driving frame's change since the first, scaled: a frame of some clip says it
     assert item["motion"].shape == (len(MOTION_SCALES),)
@@ -90,6 +100,66 @@ def test_pairs_give_the_rendered_truth_of_the_source_person_making_the_driving_m
         assert np.array_equal(frame, pairs._frames(clip, [t])[0])
     with pytest.raises(DatasetError, match="--size 128"):
         FacePairs(faces, 128, 1.0)
+
+
+def test_the_mouth_region_covers_the_lips_and_chin_of_the_photo_and_the_target(faces):
+    region = mouth_region([np.array([[10.0, 20.0]] * 68), np.array([[30.0, 40.0]] * 68)], 64)
+    assert region.shape == (1, 64, 64) and region.dtype == torch.float32
+    rows, cols = region[0].nonzero(as_tuple=True)
+    assert (int(rows.min()), int(rows.max()), int(cols.min()), int(cols.max())) == (18, 42, 8, 32)
+    pairs = FacePairs(faces, 64, cross_identity=1.0, seed=0)
+    for index in range(len(pairs)):
+        item = pairs[(0, index)]
+        mask = item["mouth"][0]
+        # only the lower face, and every lip of the target inside it
+        assert set(mask.unique().tolist()) == {0.0, 1.0} and 0.01 < float(mask.mean()) < 0.2
+        assert float(mask[:24].sum()) == 0
+    clip = pairs.clips[pairs.people[1]][0]
+    record = pairs._params(clip)
+    lips = np.rint(np.array(record["landmarks"][2])[MOUTH_LANDMARKS]).astype(int)
+    mask = mouth_region([record["landmarks"][0], record["landmarks"][2]], 64)[0]
+    assert all(mask[y, x] == 1 for x, y in lips)
+
+
+def test_the_mouth_loss_needs_a_faces_dataset(tmp_path):
+    data = write_clips(tmp_path / "clips")
+    with pytest.raises(TrainingError, match=r"loss\.mouth"):
+        VaeganTrainer(conditioned(), data, tmp_path / "out", device="cpu", precision="fp32")
+    VaeganTrainer(conditioned(loss=LossWeights(motion=10.0)), data, tmp_path / "out", device="cpu")
+
+
+def test_without_latent_noise_the_driving_frame_decodes_from_its_mean(faces, tmp_path):
+    def reconstruction(noise: float, noise_seed: int) -> float:
+        train_params = TrainParams(batch_size=2, kl_warmup_steps=3, num_repeats=2, latent_noise=noise)
+        trainer = VaeganTrainer(
+            conditioned(train=train_params), faces, tmp_path, device="cpu", precision="fp32"
+        )
+        trainer.noise.manual_seed(noise_seed)
+        batch = next(iter(trainer._loader()))
+        return trainer.train_step(batch)[0]["reconstruction"]
+
+    # the sampling noise is the only thing that differs between the two seeds' first steps
+    assert reconstruction(0.0, 1) == reconstruction(0.0, 2)
+    assert reconstruction(1.0, 1) != reconstruction(1.0, 2)
+
+
+def test_motion_scale_multiplies_the_change_the_latent_is_asked_for(faces, tmp_path):
+    def first_step(scale: float) -> tuple[torch.Tensor, torch.Tensor, float]:
+        train_params = TrainParams(batch_size=2, num_repeats=2, latent_noise=0.0, motion_scale=scale)
+        trainer = VaeganTrainer(
+            conditioned(train=train_params), faces, tmp_path, device="cpu", precision="fp32"
+        )
+        batch = next(iter(trainer._loader()))
+        with torch.no_grad():
+            # the batch the step encodes (its batch norm sees the same statistics)
+            mu, _ = trainer.encoder(torch.cat([batch["source"], batch["initial"], batch["driving"]]))
+        _, initial, driving = mu.chunk(3)
+        said = (driving - initial)[:, : len(MOTION_SCALES)]
+        return said, batch["motion"], trainer.train_step(batch)[0]["motion"]
+
+    for scale in (1.0, 10.0):
+        said, motion, loss = first_step(scale)
+        assert loss == pytest.approx(float((said - scale * motion).pow(2).sum(1).mean()), rel=1e-5)
 
 
 def _scene(pairs: FacePairs, clip: str):
@@ -120,6 +190,7 @@ def test_training_on_cross_identity_pairs_resumes_exactly(faces, tmp_path):
     assert [r["total"] for r in rows["whole"]] == [r["total"] for r in rows["part"]]
     assert [int(r["step"]) for r in rows["part"]] == [1, 2, 3, 4]
     assert all(float(r["motion"]) > 0 for r in rows["whole"])  # the latent is told the motion
+    assert all(float(r["mouth"]) > 0 for r in rows["whole"])  # and the mouth is weighed
 
 
 def _engine(path: Path, **options) -> VaeganEngine:

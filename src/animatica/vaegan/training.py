@@ -166,6 +166,11 @@ class VaeganTrainer(LoopTrainer):
         dataset: Any
         if cfg.condition == "source" and is_faces_dataset(Path(data)):
             dataset = FacePairs(Path(data), cfg.size, self.tp.cross_identity, seed=seed)
+        elif cfg.loss.mouth > 0:
+            raise TrainingError(
+                "loss.mouth weighs the mouth region that a synthetic faces dataset marks: train a model "
+                "with condition: source on one (animatica data synth --kind faces), or set loss.mouth: 0."
+            )
         else:
             dataset = FramesDataset(
                 Path(data), frame_shape=cfg.frame_size, is_train=True, id_sampling=True, seed=seed
@@ -254,7 +259,7 @@ class VaeganTrainer(LoopTrainer):
                 # The photo's and the initial frame's posterior means, as animation uses them; the
                 # driving frame's sample keeps the latent smooth around each encoding.
                 mu_source, mu_initial, mu_driving = mu.float().chunk(3)
-                z_driving = z.chunk(3)[2]
+                z_driving = mu_driving + (z.float().chunk(3)[2] - mu_driving) * self.tp.latent_noise
                 logits = self.decoder(mu_source + z_driving - mu_initial, source)
             else:
                 logits = self.decoder(z)
@@ -263,11 +268,17 @@ class VaeganTrainer(LoopTrainer):
             total = kl_weight * kl + weights.reconstruction * rec
             values = {"kl": kl, "reconstruction": rec}
             if conditioned and weights.motion > 0 and "motion" in batch:
-                target = batch["motion"].to(self.device)
+                target = batch["motion"].to(self.device) * self.tp.motion_scale
                 said = (mu_driving - mu_initial)[:, : target.shape[1]]
                 motion = (said - target).pow(2).sum(1).mean()
                 total = total + weights.motion * motion
                 values["motion"] = motion
+            if conditioned and weights.mouth > 0:
+                region = batch["mouth"].to(self.device)
+                error = (torch.sigmoid(logits.float()) - images).abs() * region
+                mouth = error.flatten(1).sum(1).mean()
+                total = total + weights.mouth * mouth
+                values["mouth"] = mouth
             recon = torch.sigmoid(logits)
             if adversarial or weights.feature_matching > 0:
                 fake_logit, fake_features = self.discriminator(recon)
@@ -317,7 +328,8 @@ class VaeganTrainer(LoopTrainer):
 
     def log_columns(self) -> dict[str, Any]:
         # Every loss column from the first row on, though the adversarial terms start later.
-        keys = ("total", "kl", "kl_per_dim", "reconstruction", "l1", "motion", "adversarial", "discriminator")
+        keys = ("total", "kl", "kl_per_dim", "reconstruction", "l1", "motion", "mouth", "adversarial",
+                "discriminator")  # fmt: skip
         return dict.fromkeys(keys)
 
     def on_log(self, row: dict[str, Any]) -> None:

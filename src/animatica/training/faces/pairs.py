@@ -6,6 +6,8 @@ can learn a latent that mixes identity into the motion, and then B's change move
 wrongly. Here the item is exactly the use: A's neutral first frame, B's first frame and frame t,
 and as the target A rendered with B's expression and pose at t (the renderer knows both, so the
 target is exact). A share of items (``1 - cross_identity``) drives A with A's own clips.
+Each item also marks the region the mouth moves (``mouth_region``), so that a loss can weigh it:
+a few percent of the pixels, it is otherwise outvoted by the rest of the face.
 
 Items are pure functions of ``(seed, epoch, index)`` like the frame datasets' (exact resume).
 """
@@ -33,6 +35,20 @@ _NAME = re.compile(r"^p(\d{4})#c(\d{2})$")
 MOTION_SCALES = {
     "mouth_open": 1.0, "smile": 1.0, "blink": 1.0, "brows": 1.0, "yaw": 25.0, "pitch": 15.0, "roll": 12.0,
 }  # fmt: skip
+# Landmarks (of the 68) that bound what opening the mouth changes: the lips, and the chin it drops.
+MOUTH_LANDMARKS = [*range(48, 68), 7, 8, 9]
+
+
+def mouth_region(landmark_sets: list[np.ndarray], size: int) -> torch.Tensor:
+    """``(1, size, size)`` float, 1 inside the box around the mouth and chin landmarks of every set
+    (pixels, centres at integers), widened by a 32nd of the image, else 0."""
+    points = np.concatenate([np.asarray(lm, dtype=np.float64)[MOUTH_LANDMARKS] for lm in landmark_sets])
+    pad = size / 32
+    (x0, y0), (x1, y1) = points.min(0) - pad, points.max(0) + pad
+    axis = np.arange(size)
+    inside_x = (axis >= x0) & (axis <= x1)
+    inside_y = (axis >= y0) & (axis <= y1)
+    return torch.from_numpy(np.outer(inside_y, inside_x).astype(np.float32))[None]
 
 
 def is_faces_dataset(root: Path) -> bool:
@@ -50,8 +66,8 @@ def _tensor(frame: np.ndarray) -> torch.Tensor:
 
 class FacePairs(Dataset):
     """Items ``{source, initial, driving, target}``, float ``(3, S, S)`` in [0, 1], from the train split,
-    and ``motion``, the driving frame's change of the ``MOTION_SCALES`` parameters (scaled) since the
-    initial frame.
+    ``motion``, the driving frame's change of the ``MOTION_SCALES`` parameters (scaled) since the
+    initial frame, and ``mouth``, the ``mouth_region`` of the source photo and the target.
 
     ``len`` is the number of training people: an epoch gives every person one turn as the source.
     """
@@ -115,14 +131,16 @@ class FacePairs(Dataset):
         source = self._frames(source_clip, [0])[0]
         initial, driving = self._frames(driving_clip, [0, t])
         if driving_clip == source_clip:
-            target = driving
+            target, target_landmarks = driving, self._params(driving_clip)["landmarks"][t]
         else:
             match = _NAME.match(source_clip)
             assert match is not None
             who = Person("train", int(match.group(1)), person)
             scene = scene_of(self.data_seed, who, int(match.group(2)))
             identity = self._params(source_clip)["identity"]
-            target = render_frame(identity, scene, motion[t], self.size, self._backdrop(source_clip))[0]
+            target, target_landmarks = render_frame(
+                identity, scene, motion[t], self.size, self._backdrop(source_clip)
+            )
         change = [(motion[t][name] - motion[0][name]) / scale for name, scale in MOTION_SCALES.items()]
         return {
             "motion": torch.tensor(change, dtype=torch.float32),
@@ -130,4 +148,5 @@ class FacePairs(Dataset):
             "initial": _tensor(initial),
             "driving": _tensor(driving),
             "target": _tensor(target),
+            "mouth": mouth_region([self._params(source_clip)["landmarks"][0], target_landmarks], self.size),
         }
