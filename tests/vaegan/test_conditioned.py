@@ -25,7 +25,7 @@ from animatica.training.faces.pairs import (
 from animatica.training.faces.render import render_frame
 from animatica.vaegan.checkpoint import inference_entries, read_checkpoint
 from animatica.vaegan.config import LossWeights, TrainParams, config_to_dict
-from animatica.vaegan.decoder import Decoder, decoder_resolutions
+from animatica.vaegan.decoder import Decoder, decoder_resolutions, moved_latent
 from animatica.vaegan.encoder import Encoder
 from animatica.vaegan.morph import morph_frames
 from animatica.vaegan.training import VaeganTrainer, train
@@ -71,6 +71,18 @@ def test_config_checks_the_new_keys():
         conditioned(train=TrainParams(latent_noise=1.5))
     with pytest.raises(ConfigError, match="motion_scale must be a number > 0"):
         conditioned(train=TrainParams(motion_scale=0))
+    with pytest.raises(ConfigError, match="transfer_dims must be a whole number in \\[0, latent\\], got 9"):
+        conditioned(transfer_dims=9)  # the latent has 8
+    with pytest.raises(ConfigError, match="transfer_dims needs condition: source"):
+        tiny_config(transfer_dims=2)
+
+
+def test_transfer_dims_move_only_the_told_dimensions():
+    photo, change = torch.randn(1, 8), torch.randn(3, 8)
+    assert torch.equal(moved_latent(photo, change), photo + change)
+    moved = moved_latent(photo, change, 3)
+    assert torch.equal(moved[:, :3], (photo + change)[:, :3])
+    assert torch.equal(moved[:, 3:], photo[:, 3:].expand(3, 5))
 
 
 def test_pairs_give_the_rendered_truth_of_the_source_person_making_the_driving_motion(faces):
@@ -162,6 +174,32 @@ def test_motion_scale_multiplies_the_change_the_latent_is_asked_for(faces, tmp_p
         assert loss == pytest.approx(float((said - scale * motion).pow(2).sum(1).mean()), rel=1e-5)
 
 
+def test_the_mouth_terms_sum_the_errors_of_the_picture_and_of_the_painted_pixels(faces, tmp_path):
+    def first_step(kind: str) -> tuple[list[torch.Tensor], dict[str, float]]:
+        train_params = TrainParams(batch_size=2, num_repeats=2, latent_noise=0.0)
+        torch.manual_seed(0)
+        loss = LossWeights(motion=10.0, mouth=3.0, mouth_painted=2.0)
+        cfg = conditioned(train=train_params, mouth_error=kind, loss=loss)
+        trainer = VaeganTrainer(cfg, faces, tmp_path, device="cpu", precision="fp32")
+        batch = next(iter(trainer._loader()))
+        with torch.no_grad():
+            mu, _ = trainer.encoder(torch.cat([batch["source"], batch["initial"], batch["driving"]]))
+            source, initial, driving = mu.chunk(3)
+            logits, painted = trainer.decoder.decode(source + driving - initial, batch["source"])
+        images = (torch.sigmoid(logits), painted)
+        errors = [((image - batch["target"]).abs() * batch["mouth"]).flatten(1) for image in images]
+        return errors, trainer.train_step(batch)[0]
+
+    errors, losses = first_step("l1")
+    assert losses["mouth"] == pytest.approx(float(errors[0].sum(1).mean()), rel=1e-5)
+    assert losses["mouth_painted"] == pytest.approx(float(errors[1].sum(1).mean()), rel=1e-5)
+    errors, losses = first_step("l2")
+    assert losses["mouth"] == pytest.approx(float(errors[0].square().sum(1).mean()), rel=1e-5)
+    assert losses["mouth_painted"] == pytest.approx(float(errors[1].square().sum(1).mean()), rel=1e-5)
+    with pytest.raises(ConfigError, match="mouth_error must be one of l1, l2"):
+        conditioned(mouth_error="l3")
+
+
 def _scene(pairs: FacePairs, clip: str):
     from animatica.training.faces.dataset import Person, scene_of
 
@@ -220,6 +258,11 @@ def test_the_engine_passes_the_photo_to_a_conditioned_decoder(tmp_path):
         plain.state_from_dict(saved)
     frames = list(morph_frames(engine, source, driving[1], frames=3))
     assert len(frames) == 3 and frames[0].shape == (64, 64, 3)
+    told = _engine(write_random_checkpoint(tmp_path / "told.pth", conditioned(transfer_dims=2), seed=2))
+    state = told.prepare(source, driving[0])
+    only_told = torch.cat([z[1:, :2] - z[1, :2], torch.zeros(3, 6)], dim=1)
+    expected = told.to_uint8(told.decode(z[:1] + only_told, photo))
+    assert np.array_equal(told.animate(state, driving), expected)
 
 
 def test_version_1_checkpoints_load_and_unknown_versions_are_refused(tmp_path):

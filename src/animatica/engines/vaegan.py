@@ -39,7 +39,7 @@ from animatica.vaegan.checkpoint import (
     resolve_checkpoint,
 )
 from animatica.vaegan.config import VaeganConfig
-from animatica.vaegan.decoder import Decoder
+from animatica.vaegan.decoder import Decoder, moved_latent
 from animatica.vaegan.encoder import Encoder
 
 DEFAULT_CHECKPOINT = "vaegan-demo"
@@ -155,7 +155,8 @@ class VaeganEngine:
         return VaeganState(z[:1].clone(), z[1:].clone(), base, photo)
 
     def animate(self, state: VaeganState, driving: np.ndarray) -> np.ndarray:
-        z = state.z_source + self.strength * (self.encode(driving) - state.z_initial)
+        change = self.strength * (self.encode(driving) - state.z_initial)
+        z = moved_latent(state.z_source, change, self.networks.config.transfer_dims)
         images = self.decode(z, state.source)
         if state.base is not None:
             images = images + state.base

@@ -26,6 +26,7 @@ from animatica.errors import ConfigError
 
 SIZES = (64, 128, 256)
 RECONSTRUCTIONS = ("bce", "l1")
+MOUTH_ERRORS = ("l1", "l2")
 CONDITIONS = ("none", "source")
 CONVS = 7  # per encoder and per decoder
 DISC_CONVS = 4
@@ -55,6 +56,9 @@ class LossWeights:
     from the rendered landmarks of the photo and the target) once more, with this weight: the
     region is a few percent of the pixels, and without it the decoder learns the head turn but
     leaves the mouth as it is in the photo although the latent says it opens.
+    ``mouth_painted`` compares the decoder's painted pixels on their own with the target's mouth
+    region (same error as ``mouth``): the warp of a closed-mouth photo cannot open the mouth, and
+    while the blend mask favours the warp the painted pixels get almost no gradient through it.
     """
 
     kl: float = 1.0
@@ -64,6 +68,7 @@ class LossWeights:
     perceptual: float = 0.0
     motion: float = 0.0
     mouth: float = 0.0
+    mouth_painted: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -108,11 +113,20 @@ class VaeganConfig:
     disc_channels: tuple[int, ...] = (16, 32, 64, 128)
     disc_hidden: tuple[int, ...] = (256, 64)
     reconstruction: str = "bce"  # bce (as the method) or l1
+    # The error loss.mouth sums over the mouth region. L1's best answer is the median pixel: where
+    # the latent leaves some doubt whether the mouth is open, and most frames' mouths are nearly
+    # closed, that is a closed mouth, whatever the latent says. L2's is the mean, which darkens the
+    # mouth as the latent makes an opening more likely.
+    mouth_error: str = "l1"
     # "source": the decoder also sees the source photo (features at every resolution, a flow that
     # warps it and a mask that blends the warp with painted pixels), so the latent only has to
     # carry expression and pose. "none" is the reproduced method's plain decoder.
     condition: str = "none"
     flow_range: float = 0.25  # "source": largest warp, in half-widths of the image
+    # "source": how many of the first latent dimensions an animation moves (0: the whole latent).
+    # With N > 0 the photo's latent changes only in the dimensions loss.motion ties to expression
+    # and pose, so the decoder learns to render the motion from what those say.
+    transfer_dims: int = 0
     loss: LossWeights = field(default_factory=LossWeights)
     train: TrainParams = field(default_factory=TrainParams)
 
@@ -136,12 +150,20 @@ class VaeganConfig:
             problems.append(f"condition must be one of {', '.join(CONDITIONS)}, got {self.condition!r}")
         if not isinstance(self.flow_range, int | float) or not 0 < self.flow_range <= 1:
             problems.append(f"flow_range must be a number in (0, 1], got {self.flow_range!r}")
+        if not isinstance(self.transfer_dims, int) or not 0 <= self.transfer_dims <= self.latent:
+            problems.append(
+                f"transfer_dims must be a whole number in [0, latent], got {self.transfer_dims!r}"
+            )
+        if self.transfer_dims and self.condition != "source":
+            problems.append("transfer_dims needs condition: source (the photo keeps what the latent keeps)")
         if not isinstance(self.train.cross_identity, int | float) or not 0 <= self.train.cross_identity <= 1:
             problems.append(f"train.cross_identity must be in [0, 1], got {self.train.cross_identity!r}")
         if not isinstance(self.train.latent_noise, int | float) or not 0 <= self.train.latent_noise <= 1:
             problems.append(f"train.latent_noise must be in [0, 1], got {self.train.latent_noise!r}")
         if not isinstance(self.train.motion_scale, int | float) or not self.train.motion_scale > 0:
             problems.append(f"train.motion_scale must be a number > 0, got {self.train.motion_scale!r}")
+        if self.mouth_error not in MOUTH_ERRORS:
+            problems.append(f"mouth_error must be one of {', '.join(MOUTH_ERRORS)}, got {self.mouth_error!r}")
         if self.reconstruction not in RECONSTRUCTIONS:
             problems.append(f"reconstruction must be one of {', '.join(RECONSTRUCTIONS)}")
         for f in dataclasses.fields(self.loss):

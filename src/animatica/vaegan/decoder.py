@@ -29,6 +29,15 @@ def decoder_resolutions(size: int) -> list[int]:
     return out
 
 
+def moved_latent(z_source: torch.Tensor, change: torch.Tensor, transfer_dims: int = 0) -> torch.Tensor:
+    """The latent an animated frame is decoded from: the photo's ``(N, latent)`` plus the driving
+    clip's change, in its first ``transfer_dims`` dimensions only where that is set (0: all)."""
+    if not transfer_dims:
+        return z_source + change
+    told = torch.arange(change.shape[-1], device=change.device) < transfer_dims  # (latent,)
+    return z_source + change * told
+
+
 class SourceFeatures(nn.Module):
     """Features of the source photo at every resolution the decoder works at: the encoder's
     convolution layout, plus one full-resolution layer for the last decoder convolution."""
@@ -103,6 +112,15 @@ class Decoder(nn.Module):
                 last_conv.bias[5].fill_(4.0)  # sigmoid(4) = 0.98: start near the unchanged photo
 
     def forward(self, z: torch.Tensor, source: torch.Tensor | None = None) -> torch.Tensor:
+        return self.decode(z, source)[0]
+
+    def decode(
+        self, z: torch.Tensor, source: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The logits and, conditioned, the painted pixels ``(N, 3, S, S)`` in [0, 1] on their own:
+        training asks those too to match the mouth, which the warp of a closed-mouth photo cannot
+        open (while the blend mask favours the warp, the painted pixels get almost no gradient
+        through the blend, and a mouth they never learnt to paint never makes the mask give way)."""
         if self.conditioned and source is None:
             raise ValueError("this decoder is conditioned on the source photo: pass it")
         features = self.source_features(source) if self.conditioned else {}
@@ -114,8 +132,8 @@ class Decoder(nn.Module):
                 x = torch.cat([x, features[res].to(x.dtype)], dim=1)
             x = conv(x)
         if not self.conditioned:
-            return x
-        return self._compose(x.float(), source.float())
+            return x, None
+        return self._compose(x.float(), source.float()), torch.sigmoid(x[:, :3].float())
 
     def _compose(self, out: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
         """Logits of ``mask * warp(source, flow) + (1 - mask) * painted``."""

@@ -36,7 +36,7 @@ from animatica.training.faces.pairs import FacePairs, is_faces_dataset
 from animatica.training.trainer import Guard, LoopTrainer, Position, read_resume, resume_precision
 from animatica.vaegan import checkpoint as ckpt
 from animatica.vaegan.config import VaeganConfig, config_to_dict, load_config
-from animatica.vaegan.decoder import Decoder
+from animatica.vaegan.decoder import Decoder, moved_latent
 from animatica.vaegan.discriminator import Discriminator
 from animatica.vaegan.encoder import Encoder
 
@@ -166,10 +166,11 @@ class VaeganTrainer(LoopTrainer):
         dataset: Any
         if cfg.condition == "source" and is_faces_dataset(Path(data)):
             dataset = FacePairs(Path(data), cfg.size, self.tp.cross_identity, seed=seed)
-        elif cfg.loss.mouth > 0:
+        elif cfg.loss.mouth > 0 or cfg.loss.mouth_painted > 0:
             raise TrainingError(
-                "loss.mouth weighs the mouth region that a synthetic faces dataset marks: train a model "
-                "with condition: source on one (animatica data synth --kind faces), or set loss.mouth: 0."
+                "loss.mouth and loss.mouth_painted weigh the mouth region that a synthetic faces dataset "
+                "marks: train a model with condition: source on one (animatica data synth --kind faces), "
+                "or set both to 0."
             )
         else:
             dataset = FramesDataset(
@@ -260,7 +261,8 @@ class VaeganTrainer(LoopTrainer):
                 # driving frame's sample keeps the latent smooth around each encoding.
                 mu_source, mu_initial, mu_driving = mu.float().chunk(3)
                 z_driving = mu_driving + (z.float().chunk(3)[2] - mu_driving) * self.tp.latent_noise
-                logits = self.decoder(mu_source + z_driving - mu_initial, source)
+                z_moved = moved_latent(mu_source, z_driving - mu_initial, self.cfg.transfer_dims)
+                logits, painted = self.decoder.decode(z_moved, source)
             else:
                 logits = self.decoder(z)
             kl = kl_divergence(mu.float(), logvar.float()).mean()
@@ -273,12 +275,13 @@ class VaeganTrainer(LoopTrainer):
                 motion = (said - target).pow(2).sum(1).mean()
                 total = total + weights.motion * motion
                 values["motion"] = motion
-            if conditioned and weights.mouth > 0:
+            if conditioned and (weights.mouth > 0 or weights.mouth_painted > 0):
                 region = batch["mouth"].to(self.device)
-                error = (torch.sigmoid(logits.float()) - images).abs() * region
-                mouth = error.flatten(1).sum(1).mean()
-                total = total + weights.mouth * mouth
-                values["mouth"] = mouth
+                for name, image in (("mouth", torch.sigmoid(logits.float())), ("mouth_painted", painted)):
+                    error = (image - images).abs()
+                    error = (error.square() if self.cfg.mouth_error == "l2" else error) * region
+                    values[name] = error.flatten(1).sum(1).mean()
+                    total = total + getattr(weights, name) * values[name]
             recon = torch.sigmoid(logits)
             if adversarial or weights.feature_matching > 0:
                 fake_logit, fake_features = self.discriminator(recon)
@@ -328,8 +331,8 @@ class VaeganTrainer(LoopTrainer):
 
     def log_columns(self) -> dict[str, Any]:
         # Every loss column from the first row on, though the adversarial terms start later.
-        keys = ("total", "kl", "kl_per_dim", "reconstruction", "l1", "motion", "mouth", "adversarial",
-                "discriminator")  # fmt: skip
+        keys = ("total", "kl", "kl_per_dim", "reconstruction", "l1", "motion", "mouth", "mouth_painted",
+                "adversarial", "discriminator")  # fmt: skip
         return dict.fromkeys(keys)
 
     def on_log(self, row: dict[str, Any]) -> None:
