@@ -133,10 +133,10 @@ class Decoder(nn.Module):
             x = conv(x)
         if not self.conditioned:
             return x, None
-        return self._compose(x.float(), source.float()), torch.sigmoid(x[:, :3].float())
+        return self._compose(x.float(), source.float())
 
-    def _compose(self, out: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
-        """Logits of ``mask * warp(source, flow) + (1 - mask) * painted``."""
+    def _compose(self, out: torch.Tensor, source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits of ``mask * warp(source, flow) + (1 - mask) * painted``, and ``painted``."""
         n, _, h, w = out.shape
         painted = torch.sigmoid(out[:, :3])
         flow = torch.tanh(out[:, 3:5]) * self.flow_range
@@ -152,4 +152,4 @@ class Decoder(nn.Module):
             align_corners=False,
         )
         image = mask * warped + (1 - mask) * painted
-        return torch.logit(image.clamp(EPS, 1 - EPS))
+        return torch.logit(image.clamp(EPS, 1 - EPS)), painted

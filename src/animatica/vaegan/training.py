@@ -275,14 +275,14 @@ class VaeganTrainer(LoopTrainer):
                 motion = (said - target).pow(2).sum(1).mean()
                 total = total + weights.motion * motion
                 values["motion"] = motion
+            recon = torch.sigmoid(logits)
             if conditioned and (weights.mouth > 0 or weights.mouth_painted > 0):
                 region = batch["mouth"].to(self.device)
-                for name, image in (("mouth", torch.sigmoid(logits.float())), ("mouth_painted", painted)):
+                for name, image in (("mouth", recon.float()), ("mouth_painted", painted)):
                     error = (image - images).abs()
                     error = (error.square() if self.cfg.mouth_error == "l2" else error) * region
                     values[name] = error.flatten(1).sum(1).mean()
                     total = total + getattr(weights, name) * values[name]
-            recon = torch.sigmoid(logits)
             if adversarial or weights.feature_matching > 0:
                 fake_logit, fake_features = self.discriminator(recon)
                 if adversarial:
